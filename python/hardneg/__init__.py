@@ -1,0 +1,38 @@
+"""hardneg: Rust-accelerated negative sampling for training embedding models.
+
+* :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions.
+
+Examples
+--------
+>>> import numpy as np, hardneg
+>>> scores, ids = hardneg.topk(np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32), k=1)
+>>> ids.ravel().tolist()
+[0, 1, 2]
+"""
+
+from __future__ import annotations
+
+from . import _hardneg
+from .errors import (
+    DTypeError,
+    HardnegError,
+    IdOutOfRangeError,
+    NonFiniteError,
+    ParameterError,
+    ShapeError,
+)
+from .index import FlatIndex, topk
+
+__version__: str = _hardneg.__version__
+
+__all__ = [
+    "__version__",
+    "FlatIndex",
+    "topk",
+    "HardnegError",
+    "ShapeError",
+    "DTypeError",
+    "NonFiniteError",
+    "IdOutOfRangeError",
+    "ParameterError",
+]

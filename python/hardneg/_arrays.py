@@ -1,0 +1,92 @@
+"""Input conversion shared by the public API: embeddings matrices and per-query id lists."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import DTypeError, ParameterError, ShapeError
+
+
+def as_matrix(x: Any, what: str) -> np.ndarray:
+    """Returns ``x`` as a C-contiguous float32 ``[rows, dim]`` array, without a copy when it already is one."""
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor
+            x = x.detach().cpu()
+            if str(getattr(x, "dtype", "")) == "torch.bfloat16":
+                x = x.float()
+        try:
+            arr = np.asarray(x)
+        except Exception as e:  # noqa: BLE001 - any conversion failure is a dtype problem here
+            raise DTypeError(f"{what} could not be converted to a numeric array: {e}") from e
+    if arr.dtype.kind not in "fiub":
+        raise DTypeError(f"{what} has dtype {arr.dtype}; pass real numbers (float32 preferred)")
+    if arr.ndim != 2:
+        hint = "; for a single vector use x[None, :]" if arr.ndim == 1 else ""
+        raise ShapeError(f"{what} must be 2-D [rows, dim], got shape {arr.shape}{hint}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ShapeError(f"{what} is empty (shape {arr.shape}); pass at least one row and one column")
+    if arr.dtype == np.float32 and arr.flags.c_contiguous:
+        return arr.view(np.ndarray) if type(arr) is not np.ndarray else arr
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def as_count(x: Any, name: str, minimum: int = 1) -> int:
+    """Returns ``x`` as an int >= ``minimum``; bools and floats are rejected."""
+    if isinstance(x, bool):
+        raise ParameterError(f"{name} must be an integer, got a bool")
+    try:
+        v = operator.index(x)
+    except TypeError:
+        raise ParameterError(f"{name} must be an integer, got {type(x).__name__} {x!r}") from None
+    if v < minimum:
+        raise ParameterError(f"{name} must be at least {minimum}, got {v}")
+    return v
+
+
+def as_threads(threads: Any) -> int:
+    """``None`` (every core) becomes 0 for the core; otherwise a positive int."""
+    if threads is None:
+        return 0
+    return as_count(threads, "threads")
+
+
+def id_lists_to_csr(lists: Any, rows: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Converts per-row id lists to CSR ``(offsets, ids)`` int64 arrays.
+
+    ``lists`` is a 2-D integer array padded with -1, or a sequence of ``rows`` int sequences.
+    Padding (-1) is kept in ``ids``; the core skips it.
+    """
+    if isinstance(lists, np.ndarray) or (hasattr(lists, "shape") and hasattr(lists, "dtype")):
+        arr = np.asarray(lists)
+        if arr.dtype.kind not in "iu":
+            raise DTypeError(f"{what} must hold integer ids, got dtype {arr.dtype}")
+        if arr.ndim != 2:
+            raise ShapeError(f"{what} as an array must be 2-D [queries, max_ids] padded with -1, got shape {arr.shape}")
+        if arr.shape[0] != rows:
+            raise ShapeError(f"{what} has {arr.shape[0]} rows but there are {rows} queries; give one row per query")
+        width = arr.shape[1]
+        offsets = np.arange(rows + 1, dtype=np.int64) * width
+        return offsets, np.ascontiguousarray(arr, dtype=np.int64).reshape(-1)
+    if isinstance(lists, (str, bytes)) or not isinstance(lists, Sequence):
+        raise DTypeError(f"{what} must be a 2-D int array or a list of int sequences, got {type(lists).__name__}")
+    if len(lists) != rows:
+        raise ShapeError(f"{what} has {len(lists)} rows but there are {rows} queries; give one row per query")
+    parts = []
+    for i, row in enumerate(lists):
+        a = np.asarray(row if row is not None else [], dtype=object if row is None else None)
+        if a.ndim == 0:
+            a = a.reshape(1)
+        if a.size and a.dtype.kind not in "iu":
+            raise DTypeError(f"{what} row {i} must hold integer ids, got {a.dtype}")
+        parts.append(a.astype(np.int64, copy=False).reshape(-1))
+    counts = np.fromiter((p.size for p in parts), dtype=np.int64, count=rows)
+    offsets = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return offsets, ids.astype(np.int64, copy=False)

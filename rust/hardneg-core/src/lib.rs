@@ -1,0 +1,19 @@
+//! hardneg-core: the pure-Rust engine behind the `hardneg` Python package.
+//!
+//! * [`topk`]: exact fused SIMD top-k similarity search (queries x corpus) with per-query
+//!   exclusions; the score matrix is never materialised.
+//! * [`matrix`]: borrowed row-major matrices and their validation (shape, finiteness).
+//! * [`exclude`]: per-query id lists that a search must never return.
+//!
+//! Nothing here knows about Python: errors are the typed [`Error`] enum and cancellation is an
+//! [`std::sync::atomic::AtomicBool`] polled between corpus chunks.
+
+pub mod error;
+pub mod exclude;
+pub mod matrix;
+pub mod topk;
+
+pub use error::{Error, Result};
+pub use exclude::Exclusions;
+pub use matrix::MatrixRef;
+pub use topk::{search, Isa, SearchOptions, TopK};

@@ -1,0 +1,140 @@
+//! Borrowed row-major `f32` matrices and their checks.
+
+use crate::error::{Error, Result};
+
+/// A borrowed, C-contiguous `rows x dim` matrix of `f32`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatrixRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    dim: usize,
+}
+
+impl<'a> MatrixRef<'a> {
+    /// Wraps `data` as `rows x dim`. `what` names the input in error messages.
+    pub fn new(what: &'static str, data: &'a [f32], rows: usize, dim: usize) -> Result<Self> {
+        if rows == 0 || dim == 0 {
+            return Err(Error::Empty { what, rows, dim });
+        }
+        if rows.checked_mul(dim) != Some(data.len()) {
+            return Err(Error::BadLength { what, len: data.len(), rows, dim });
+        }
+        Ok(Self { data, rows, dim })
+    }
+
+    /// Number of rows.
+    #[inline]
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns (the embedding dimension).
+    #[inline]
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The whole buffer, row-major.
+    #[inline]
+    pub fn data(&self) -> &'a [f32] {
+        self.data
+    }
+
+    /// Row `i`.
+    #[inline]
+    pub fn row(&self, i: usize) -> &'a [f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Rows `start..end` as a matrix view.
+    pub fn slice_rows(&self, start: usize, end: usize) -> MatrixRef<'a> {
+        MatrixRef { data: &self.data[start * self.dim..end * self.dim], rows: end - start, dim: self.dim }
+    }
+}
+
+/// Returns the first row holding a NaN or an infinity, scanning with `threads` threads.
+pub fn first_non_finite_row(m: MatrixRef<'_>, threads: usize) -> Option<usize> {
+    let threads = threads.max(1).min(m.rows());
+    if threads == 1 || m.rows() * m.dim() < 1 << 20 {
+        return scan_rows(m, 0);
+    }
+    let per = m.rows().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let start = (t * per).min(m.rows());
+                let end = ((t + 1) * per).min(m.rows());
+                s.spawn(move || scan_rows(m.slice_rows(start, end), start))
+            })
+            .collect();
+        // The lowest offending row wins so the message does not depend on the thread count.
+        handles.into_iter().filter_map(|h| h.join().expect("finite scan thread")).min()
+    })
+}
+
+fn scan_rows(m: MatrixRef<'_>, offset: usize) -> Option<usize> {
+    // Summing x - x is NaN exactly when x is NaN or infinite; it vectorises, unlike is_finite().
+    m.data()
+        .chunks_exact(m.dim())
+        .position(|row| {
+            let mut acc = 0.0f32;
+            for &x in row {
+                acc += x - x;
+            }
+            acc.is_nan()
+        })
+        .map(|r| r + offset)
+}
+
+/// Errors with [`Error::NonFinite`] if `m` holds a NaN or an infinity.
+pub fn check_finite(what: &'static str, m: MatrixRef<'_>, threads: usize) -> Result<()> {
+    match first_non_finite_row(m, threads) {
+        Some(row) => Err(Error::NonFinite { what, row }),
+        None => Ok(()),
+    }
+}
+
+/// L2-normalises every row in place; rows of norm zero stay zero (their cosine is 0 to everything).
+pub fn normalize_rows(data: &mut [f32], dim: usize) {
+    for row in data.chunks_exact_mut(dim) {
+        let norm = row.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            let inv = (1.0 / norm) as f32;
+            row.iter_mut().for_each(|x| *x *= inv);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_shapes() {
+        let v = vec![0.0f32; 6];
+        assert!(matches!(MatrixRef::new("q", &v, 0, 3), Err(Error::Empty { .. })));
+        assert!(matches!(MatrixRef::new("q", &v, 2, 0), Err(Error::Empty { .. })));
+        assert!(matches!(MatrixRef::new("q", &v, 4, 2), Err(Error::BadLength { .. })));
+        assert!(MatrixRef::new("q", &v, 2, 3).is_ok());
+    }
+
+    #[test]
+    fn finds_first_non_finite_row() {
+        let mut v = vec![1.0f32; 5000 * 300];
+        let m = MatrixRef::new("c", &v, 5000, 300).unwrap();
+        assert_eq!(first_non_finite_row(m, 2), None);
+        v[4000 * 300 + 7] = f32::INFINITY;
+        v[3999 * 300 + 299] = f32::NAN;
+        let m = MatrixRef::new("c", &v, 5000, 300).unwrap();
+        assert_eq!(first_non_finite_row(m, 1), Some(3999));
+        assert_eq!(first_non_finite_row(m, 2), Some(3999));
+        assert_eq!(check_finite("c", m, 2), Err(Error::NonFinite { what: "c", row: 3999 }));
+    }
+
+    #[test]
+    fn normalises_rows_and_keeps_zero_rows() {
+        let mut v = vec![3.0, 4.0, 0.0, 0.0];
+        normalize_rows(&mut v, 2);
+        assert_eq!(v, vec![0.6, 0.8, 0.0, 0.0]);
+    }
+}

@@ -1,0 +1,424 @@
+//! Packing and register-blocked tile kernels.
+//!
+//! Every kernel computes each (query, corpus row) score as the same sequential chain of fused
+//! multiply-adds over the dimensions, starting from zero: `acc = fma(q[t], c[t], acc)` for
+//! `t = 0..d`. Lanes hold corpus rows, so the AVX-512, AVX2 and scalar kernels produce bit-identical
+//! scores, whatever the tile, the chunk or the thread a row falls in. That is what makes results
+//! independent of the thread count and lets the tests compare kernels exactly.
+//!
+//! Layouts:
+//! * a corpus *block* is `BLOCK` consecutive rows stored dimension-major: `[d][BLOCK]`;
+//! * a query *group* is `GROUP` queries stored dimension-major: `[d][GROUP]` (zero padded).
+//!
+//! A tile is one block against one group: `4 x 16` rows times up to 6 queries, 24 zmm accumulators.
+//! After the dimension loop each accumulator is compared against its query's running top-k
+//! threshold while still in registers; only tiles with a hit write scores out.
+
+/// Corpus rows per packed block (4 AVX-512 vectors).
+pub(crate) const BLOCK: usize = 64;
+/// Queries per packed group.
+pub(crate) const GROUP: usize = 6;
+
+/// Instruction set used by the kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// AVX-512F kernels (16-wide).
+    Avx512,
+    /// AVX2 + FMA kernels (8-wide).
+    Avx2,
+    /// Portable scalar kernels.
+    Scalar,
+}
+
+impl Isa {
+    /// The best instruction set this CPU supports (detected once).
+    pub fn detect() -> Isa {
+        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    return Isa::Avx512;
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    return Isa::Avx2;
+                }
+            }
+            Isa::Scalar
+        })
+    }
+
+    /// Every instruction set this CPU can run, best first.
+    pub fn available() -> Vec<Isa> {
+        match Isa::detect() {
+            Isa::Avx512 => vec![Isa::Avx512, Isa::Avx2, Isa::Scalar],
+            Isa::Avx2 => vec![Isa::Avx2, Isa::Scalar],
+            Isa::Scalar => vec![Isa::Scalar],
+        }
+    }
+
+    /// Whether this CPU can run `self`.
+    pub fn is_supported(self) -> bool {
+        Isa::available().contains(&self)
+    }
+
+    /// Lower-case name (`"avx512"`, `"avx2"`, `"scalar"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Scalar => "scalar",
+        }
+    }
+}
+
+/// A 64-byte aligned, zero-initialised buffer of f32.
+pub(crate) struct AlignedBuf {
+    raw: Vec<Align64>,
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Align64([f32; 16]);
+
+impl AlignedBuf {
+    pub(crate) fn zeroed(len: usize) -> Self {
+        AlignedBuf { raw: vec![Align64([0.0; 16]); len.div_ceil(16)], len }
+    }
+    #[inline(always)]
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        // SAFETY: Align64 is repr(C) over [f32; 16], so the storage is len.div_ceil(16) * 16 floats.
+        unsafe { std::slice::from_raw_parts(self.raw.as_ptr().cast::<f32>(), self.len) }
+    }
+    #[inline(always)]
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
+        // SAFETY: as above, and we hold the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().cast::<f32>(), self.len) }
+    }
+}
+
+/// Packs all queries into groups of `GROUP`, dimension-major, zero padded.
+pub(crate) fn pack_queries(q: &[f32], rows: usize, d: usize) -> AlignedBuf {
+    let groups = rows.div_ceil(GROUP);
+    let mut buf = AlignedBuf::zeroed(groups * d * GROUP);
+    let out = buf.as_mut_slice();
+    for (r, row) in q.chunks_exact(d).enumerate() {
+        let (g, j) = (r / GROUP, r % GROUP);
+        let base = g * d * GROUP + j;
+        for (t, &x) in row.iter().enumerate() {
+            out[base + t * GROUP] = x;
+        }
+    }
+    buf
+}
+
+/// Packs corpus rows `rows` (a row range of `c`, row-major with `d` columns) into blocks of
+/// `BLOCK`, dimension-major; rows past the end are zero. `out` holds `blocks * d * BLOCK` floats.
+pub(crate) fn pack_corpus(isa: Isa, c: &[f32], d: usize, start: usize, end: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        // SAFETY: the caller only selects Avx512 when the CPU supports it.
+        unsafe { pack_corpus_avx512(c, d, start, end, out) };
+        return;
+    }
+    let _ = isa;
+    pack_corpus_scalar(c, d, start, end, out);
+}
+
+pub(crate) fn pack_corpus_scalar(c: &[f32], d: usize, start: usize, end: usize, out: &mut [f32]) {
+    let blocks = (end - start).div_ceil(BLOCK);
+    for b in 0..blocks {
+        let dst = &mut out[b * d * BLOCK..(b + 1) * d * BLOCK];
+        for r in 0..BLOCK {
+            let row = start + b * BLOCK + r;
+            if row < end {
+                let src = &c[row * d..(row + 1) * d];
+                for (t, &x) in src.iter().enumerate() {
+                    dst[t * BLOCK + r] = x;
+                }
+            } else {
+                for t in 0..d {
+                    dst[t * BLOCK + r] = 0.0;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_corpus_avx512(c: &[f32], d: usize, start: usize, end: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let blocks = (end - start).div_ceil(BLOCK);
+    assert!(out.len() >= blocks * d * BLOCK && c.len() >= end * d);
+    let cp = c.as_ptr();
+    let op = out.as_mut_ptr();
+    for b in 0..blocks {
+        for h in 0..BLOCK / 16 {
+            let row0 = start + b * BLOCK + h * 16;
+            let live = end.saturating_sub(row0).min(16);
+            let dst = op.add(b * d * BLOCK + h * 16);
+            let mut t0 = 0;
+            while t0 < d {
+                let width = (d - t0).min(16);
+                let lmask: __mmask16 = if width == 16 { 0xffff } else { (1u16 << width) - 1 };
+                let mut r = [_mm512_setzero_ps(); 16];
+                for (i, v) in r.iter_mut().enumerate().take(live) {
+                    *v = _mm512_maskz_loadu_ps(lmask, cp.add((row0 + i) * d + t0));
+                }
+                let cols = transpose16(r);
+                for (t, v) in cols.iter().enumerate().take(width) {
+                    _mm512_storeu_ps(dst.add((t0 + t) * BLOCK), *v);
+                }
+                t0 += 16;
+            }
+        }
+    }
+}
+
+/// Transposes a 16 x 16 tile held in 16 registers (row i in `r[i]`), returning the columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+    use std::arch::x86_64::*;
+    let mut t = [_mm512_setzero_ps(); 16];
+    for p in 0..8 {
+        t[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+        t[2 * p + 1] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+    }
+    // u[4g + m] holds, in 128-bit lane L, column 4L + m of rows 4g..4g+3.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (a0, a1, b0, b1) = (
+            _mm512_castps_pd(t[4 * g]),
+            _mm512_castps_pd(t[4 * g + 1]),
+            _mm512_castps_pd(t[4 * g + 2]),
+            _mm512_castps_pd(t[4 * g + 3]),
+        );
+        u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, b0));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, b0));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, b1));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, b1));
+    }
+    let mut out = [_mm512_setzero_ps(); 16];
+    for m in 0..4 {
+        let va = _mm512_shuffle_f32x4::<0x88>(u[m], u[4 + m]);
+        let vb = _mm512_shuffle_f32x4::<0x88>(u[8 + m], u[12 + m]);
+        out[m] = _mm512_shuffle_f32x4::<0x88>(va, vb);
+        out[8 + m] = _mm512_shuffle_f32x4::<0xdd>(va, vb);
+        let wa = _mm512_shuffle_f32x4::<0xdd>(u[m], u[4 + m]);
+        let wb = _mm512_shuffle_f32x4::<0xdd>(u[8 + m], u[12 + m]);
+        out[4 + m] = _mm512_shuffle_f32x4::<0x88>(wa, wb);
+        out[12 + m] = _mm512_shuffle_f32x4::<0xdd>(wa, wb);
+    }
+    out
+}
+
+/// Scores of a tile for the queries that had a hit: `[GROUP][BLOCK]`.
+#[repr(C, align(64))]
+pub(crate) struct TileScores(pub(crate) [[f32; BLOCK]; GROUP]);
+
+/// Runs one tile: block `cb` (`[d][BLOCK]`) against the first `nq` queries of group `qg`
+/// (`[d][GROUP]`). Returns, per query, the bit mask of rows whose score beats `thr[j]` among the
+/// rows in `valid`; the scores of queries with a non-zero mask are written to `out`.
+#[inline(always)]
+pub(crate) fn tile(isa: Isa, nq: usize, cb: &[f32], qg: &[f32], d: usize, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
+    debug_assert!(cb.len() >= d * BLOCK && qg.len() >= d * GROUP && thr.len() >= nq && (1..=GROUP).contains(&nq));
+    macro_rules! dispatch {
+        ($f:ident) => {
+            match nq {
+                1 => $f::<1>(cb, qg, d, thr, valid, out),
+                2 => $f::<2>(cb, qg, d, thr, valid, out),
+                3 => $f::<3>(cb, qg, d, thr, valid, out),
+                4 => $f::<4>(cb, qg, d, thr, valid, out),
+                5 => $f::<5>(cb, qg, d, thr, valid, out),
+                _ => $f::<6>(cb, qg, d, thr, valid, out),
+            }
+        };
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx512/Avx2 are only selected after runtime detection (see `Isa::is_supported`).
+        Isa::Avx512 => unsafe { dispatch!(tile_avx512) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { dispatch!(tile_avx2) },
+        _ => dispatch!(tile_scalar),
+    }
+}
+
+/// The reference kernel: plain loops, `mul_add` (a fused multiply-add, like the SIMD kernels).
+pub(crate) fn tile_scalar<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
+    let mut masks = [0u64; GROUP];
+    for j in 0..NQ {
+        let mut acc = [0.0f32; BLOCK];
+        for t in 0..d {
+            let q = qg[t * GROUP + j];
+            let c = &cb[t * BLOCK..(t + 1) * BLOCK];
+            for r in 0..BLOCK {
+                acc[r] = q.mul_add(c[r], acc[r]);
+            }
+        }
+        let mut m = 0u64;
+        for (r, &s) in acc.iter().enumerate() {
+            if s > thr[j] {
+                m |= 1 << r;
+            }
+        }
+        m &= valid;
+        if m != 0 {
+            out.0[j] = acc;
+        }
+        masks[j] = m;
+    }
+    masks
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 4]; NQ];
+    let mut c = cb.as_ptr();
+    let mut q = qg.as_ptr();
+    for _ in 0..d {
+        let c0 = _mm512_load_ps(c);
+        let c1 = _mm512_load_ps(c.add(16));
+        let c2 = _mm512_load_ps(c.add(32));
+        let c3 = _mm512_load_ps(c.add(48));
+        for (j, a) in acc.iter_mut().enumerate() {
+            let b = _mm512_set1_ps(*q.add(j));
+            a[0] = _mm512_fmadd_ps(c0, b, a[0]);
+            a[1] = _mm512_fmadd_ps(c1, b, a[1]);
+            a[2] = _mm512_fmadd_ps(c2, b, a[2]);
+            a[3] = _mm512_fmadd_ps(c3, b, a[3]);
+        }
+        c = c.add(BLOCK);
+        q = q.add(GROUP);
+    }
+    let mut masks = [0u64; GROUP];
+    for (j, a) in acc.iter().enumerate() {
+        let t = _mm512_set1_ps(thr[j]);
+        let m = u64::from(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a[0], t))
+            | u64::from(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a[1], t)) << 16
+            | u64::from(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a[2], t)) << 32
+            | u64::from(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a[3], t)) << 48;
+        let m = m & valid;
+        if m != 0 {
+            let o = out.0[j].as_mut_ptr();
+            _mm512_store_ps(o, a[0]);
+            _mm512_store_ps(o.add(16), a[1]);
+            _mm512_store_ps(o.add(32), a[2]);
+            _mm512_store_ps(o.add(48), a[3]);
+        }
+        masks[j] = m;
+    }
+    masks
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
+    use std::arch::x86_64::*;
+    let mut masks = [0u64; GROUP];
+    // Four 16-row halves of the block, each 2 ymm x NQ queries (12 accumulators at most).
+    for s in 0..BLOCK / 16 {
+        let mut acc = [[_mm256_setzero_ps(); 2]; NQ];
+        let mut c = cb.as_ptr().add(16 * s);
+        let mut q = qg.as_ptr();
+        for _ in 0..d {
+            let c0 = _mm256_load_ps(c);
+            let c1 = _mm256_load_ps(c.add(8));
+            for (j, a) in acc.iter_mut().enumerate() {
+                let b = _mm256_set1_ps(*q.add(j));
+                a[0] = _mm256_fmadd_ps(c0, b, a[0]);
+                a[1] = _mm256_fmadd_ps(c1, b, a[1]);
+            }
+            c = c.add(BLOCK);
+            q = q.add(GROUP);
+        }
+        for (j, a) in acc.iter().enumerate() {
+            let t = _mm256_set1_ps(thr[j]);
+            let m0 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a[0], t)) as u64;
+            let m1 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a[1], t)) as u64;
+            let m = ((m0 | m1 << 8) << (16 * s)) & valid;
+            if m != 0 {
+                let o = out.0[j].as_mut_ptr().add(16 * s);
+                _mm256_store_ps(o, a[0]);
+                _mm256_store_ps(o.add(8), a[1]);
+            }
+            masks[j] |= m;
+        }
+    }
+    masks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    }
+
+    #[test]
+    fn simd_pack_equals_scalar_pack() {
+        for &(n, d, start, end) in &[(70usize, 1usize, 0usize, 70usize), (130, 17, 3, 129), (64, 16, 0, 64), (200, 33, 64, 200), (10, 768, 0, 10)] {
+            let mut seed = 7;
+            let c: Vec<f32> = (0..n * d).map(|_| lcg(&mut seed)).collect();
+            let blocks: usize = (end - start).div_ceil(BLOCK);
+            let mut a = vec![f32::NAN; blocks * d * BLOCK];
+            let mut b = vec![f32::NAN; blocks * d * BLOCK];
+            pack_corpus_scalar(&c, d, start, end, &mut a);
+            for isa in Isa::available() {
+                pack_corpus(isa, &c, d, start, end, &mut b);
+                assert_eq!(a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), b.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{isa:?} n={n} d={d}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_is_bit_identical_to_scalar() {
+        for &d in &[1usize, 3, 17, 64, 100] {
+            let mut seed = d as u64;
+            let cb: Vec<f32> = (0..d * BLOCK).map(|_| lcg(&mut seed)).collect();
+            let mut cbuf = AlignedBuf::zeroed(d * BLOCK);
+            cbuf.as_mut_slice().copy_from_slice(&cb);
+            let mut qbuf = AlignedBuf::zeroed(d * GROUP);
+            qbuf.as_mut_slice().iter_mut().for_each(|x| *x = lcg(&mut seed));
+            let thr = [f32::NEG_INFINITY, 0.0, -0.1, 0.05, f32::NEG_INFINITY, 0.2];
+            let valid = u64::MAX >> 3;
+            for nq in 1..=GROUP {
+                let mut want = TileScores([[0.0; BLOCK]; GROUP]);
+                let wm = tile(Isa::Scalar, nq, cbuf.as_slice(), qbuf.as_slice(), d, &thr, valid, &mut want);
+                for isa in Isa::available() {
+                    let mut got = TileScores([[0.0; BLOCK]; GROUP]);
+                    let gm = tile(isa, nq, cbuf.as_slice(), qbuf.as_slice(), d, &thr, valid, &mut got);
+                    assert_eq!(wm, gm, "{isa:?} d={d} nq={nq}");
+                    for j in 0..nq {
+                        for r in 0..BLOCK {
+                            if wm[j] >> r & 1 == 1 {
+                                assert_eq!(want.0[j][r].to_bits(), got.0[j][r].to_bits(), "{isa:?} d={d} j={j} r={r}");
+                            }
+                        }
+                    }
+                }
+                // and the scalar kernel equals the obvious dot product chain
+                for j in 0..nq {
+                    if wm[j] == 0 {
+                        continue;
+                    }
+                    for r in (0..BLOCK).filter(|r| wm[j] >> r & 1 == 1) {
+                        let mut acc = 0.0f32;
+                        for t in 0..d {
+                            acc = qbuf.as_slice()[t * GROUP + j].mul_add(cb[t * BLOCK + r], acc);
+                        }
+                        assert_eq!(acc.to_bits(), want.0[j][r].to_bits());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Exact top-k similarity search: queries x corpus, inner product, with per-query exclusions.
+//!
+//! The corpus is split into one contiguous slice per thread. Each thread packs its slice chunk
+//! by chunk (a chunk fits in L2), runs every query group against the chunk with the fused tile
+//! kernels of [`kernel`], and keeps its own per-query heaps; the heaps are merged at the end.
+//! With few queries a chunk is a single block, so the corpus streams through once at memory
+//! speed. Each score is computed the same way whatever the split (see [`kernel`]), and ties are
+//! broken by the lower id, so results do not depend on the thread count.
+
+mod heap;
+pub mod kernel;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, Result};
+use crate::exclude::Exclusions;
+use crate::matrix::MatrixRef;
+use heap::Heaps;
+pub use kernel::Isa;
+use kernel::{pack_corpus, pack_queries, tile, AlignedBuf, TileScores, BLOCK, GROUP};
+
+/// Options of [`search`].
+#[derive(Clone, Copy, Debug)]
+pub struct SearchOptions<'a> {
+    /// Results per query.
+    pub k: usize,
+    /// Ids never returned, per query.
+    pub exclude: Option<&'a Exclusions>,
+    /// Worker threads (0 means all available cores).
+    pub threads: usize,
+    /// Set to true from another thread to stop the search with [`Error::Cancelled`].
+    pub cancel: Option<&'a AtomicBool>,
+    /// Force an instruction set (tests and benchmarks); `None` picks the best one.
+    pub isa: Option<Isa>,
+    /// Corpus rows per chunk (rounded to the block size); `None` picks one that fits in L2.
+    pub chunk_rows: Option<usize>,
+}
+
+impl<'a> SearchOptions<'a> {
+    /// Options for `k` results with every other setting at its default.
+    pub fn new(k: usize) -> Self {
+        SearchOptions { k, exclude: None, threads: 0, cancel: None, isa: None, chunk_rows: None }
+    }
+}
+
+/// Results of a search: row-major `[rows, k]`, each row by descending score, ties by lower id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopK {
+    /// Number of queries.
+    pub rows: usize,
+    /// Results per query.
+    pub k: usize,
+    /// Scores, `rows * k`.
+    pub scores: Vec<f32>,
+    /// Corpus ids, `rows * k`.
+    pub ids: Vec<i64>,
+}
+
+/// Resolves a thread count: 0 means every available core.
+pub fn resolve_threads(threads: usize) -> usize {
+    if threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        threads
+    }
+}
+
+/// Exact top-k of every query against the corpus by inner product.
+///
+/// Queries are checked for NaN/Inf here; the corpus is assumed finite (check it once with
+/// [`crate::matrix::check_finite`] when it is loaded).
+pub fn search(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOptions<'_>) -> Result<TopK> {
+    let (nq, n, d) = (queries.rows(), corpus.rows(), corpus.dim());
+    if queries.dim() != d {
+        return Err(Error::DimensionMismatch { what: "queries", expected: d, got: queries.dim() });
+    }
+    let k = opts.k;
+    if k < 1 {
+        return Err(Error::param("k", format!("k must be at least 1, got {k}")));
+    }
+    if let Some(ex) = opts.exclude {
+        if ex.rows() != nq {
+            return Err(Error::RowCountMismatch { what: "exclude", expected: nq, got: ex.rows() });
+        }
+        if let Some(&bad) = (0..nq).flat_map(|q| ex.row(q).iter()).find(|&&id| id as usize >= n) {
+            return Err(Error::IdOutOfRange { what: "exclude", row: 0, id: bad as i64, n });
+        }
+        let (most, q) = ex.max_row_len();
+        if k > n - most {
+            return Err(Error::param(
+                "k",
+                format!("k={k} but query {q} can get only {} results: the corpus has {n} rows and {most} are excluded for it; lower k", n - most),
+            ));
+        }
+    } else if k > n {
+        return Err(Error::param("k", format!("k={k} is larger than the corpus ({n} rows); lower k to at most {n}")));
+    }
+    let threads = resolve_threads(opts.threads);
+    crate::matrix::check_finite("queries", queries, threads)?;
+    let isa = opts.isa.unwrap_or_else(Isa::detect);
+    if !isa.is_supported() {
+        return Err(Error::param("isa", format!("this CPU cannot run the {} kernels", isa.name())));
+    }
+
+    let qpack = pack_queries(queries.data(), nq, d);
+    let groups = nq.div_ceil(GROUP);
+    let chunk = chunk_rows(opts.chunk_rows, d, groups);
+    let blocks = n.div_ceil(BLOCK);
+    let threads = threads.min(blocks).max(1);
+    // Contiguous slices of whole blocks, one per thread.
+    let per = blocks.div_ceil(threads);
+    let job = Job { corpus, qpack: qpack.as_slice(), nq, d, k, exclude: opts.exclude, cancel: opts.cancel, isa, chunk };
+    let parts: Vec<Heaps> = if threads == 1 {
+        vec![job.run(0, n)?]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let start = (t * per * BLOCK).min(n);
+                    let end = ((t + 1) * per * BLOCK).min(n);
+                    let job = &job;
+                    s.spawn(move || job.run(start, end))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect::<Result<Vec<_>>>()
+        })?
+    };
+    Ok(merge(&parts, nq, k))
+}
+
+fn chunk_rows(requested: Option<usize>, d: usize, groups: usize) -> usize {
+    let rows = match requested {
+        Some(r) => r,
+        // Few queries: stream block by block. Otherwise a chunk of about 512 KiB stays in L2
+        // while every query group runs over it.
+        None if groups <= 2 => BLOCK,
+        None => (512 * 1024) / (d * 4),
+    };
+    (rows.div_ceil(BLOCK) * BLOCK).clamp(BLOCK, 64 * BLOCK)
+}
+
+struct Job<'a> {
+    corpus: MatrixRef<'a>,
+    qpack: &'a [f32],
+    nq: usize,
+    d: usize,
+    k: usize,
+    exclude: Option<&'a Exclusions>,
+    cancel: Option<&'a AtomicBool>,
+    isa: Isa,
+    chunk: usize,
+}
+
+impl Job<'_> {
+    /// Searches corpus rows `start..end` and returns this slice's per-query heaps.
+    fn run(&self, start: usize, end: usize) -> Result<Heaps> {
+        let (d, nq) = (self.d, self.nq);
+        let mut heaps = Heaps::new(nq, self.k);
+        let mut packed = AlignedBuf::zeroed(self.chunk * d);
+        let mut scores = Box::new(TileScores([[0.0; BLOCK]; GROUP]));
+        let groups = nq.div_ceil(GROUP);
+        let mut c0 = start;
+        while c0 < end {
+            if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(Error::Cancelled);
+            }
+            let c1 = (c0 + self.chunk).min(end);
+            let blocks = (c1 - c0).div_ceil(BLOCK);
+            pack_corpus(self.isa, self.corpus.data(), d, c0, c1, packed.as_mut_slice());
+            for g in 0..groups {
+                let q0 = g * GROUP;
+                let gq = (nq - q0).min(GROUP);
+                let qg = &self.qpack[g * d * GROUP..(g + 1) * d * GROUP];
+                for b in 0..blocks {
+                    let row0 = c0 + b * BLOCK;
+                    let live = (c1 - row0).min(BLOCK);
+                    let valid = if live == BLOCK { u64::MAX } else { (1u64 << live) - 1 };
+                    let cb = &packed.as_slice()[b * d * BLOCK..(b + 1) * d * BLOCK];
+                    let thr = &heaps.thresholds()[q0..q0 + gq];
+                    let masks = tile(self.isa, gq, cb, qg, d, thr, valid, &mut scores);
+                    for (j, &m) in masks.iter().enumerate().take(gq) {
+                        if m != 0 {
+                            self.insert(&mut heaps, q0 + j, row0, m, &scores.0[j]);
+                        }
+                    }
+                }
+            }
+            c0 = c1;
+        }
+        Ok(heaps)
+    }
+
+    #[inline(never)]
+    fn insert(&self, heaps: &mut Heaps, q: usize, row0: usize, mut mask: u64, scores: &[f32; BLOCK]) {
+        while mask != 0 {
+            let lane = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let s = scores[lane];
+            // The threshold may have risen since the tile compared against it.
+            if s <= heaps.thresholds()[q] {
+                continue;
+            }
+            let id = (row0 + lane) as u64;
+            if self.exclude.is_some_and(|e| e.contains(q, id)) {
+                continue;
+            }
+            heaps.push(q, s, id);
+        }
+    }
+}
+
+fn merge(parts: &[Heaps], nq: usize, k: usize) -> TopK {
+    let mut scores = Vec::with_capacity(nq * k);
+    let mut ids = Vec::with_capacity(nq * k);
+    let mut all: Vec<(f32, u64)> = Vec::new();
+    for q in 0..nq {
+        all.clear();
+        for p in parts {
+            all.extend(p.entries(q));
+        }
+        all.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for &(s, id) in all.iter().take(k) {
+            scores.push(s);
+            ids.push(id as i64);
+        }
+    }
+    TopK { rows: nq, k, scores, ids }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(q: &[f32], c: &[f32], d: usize, k: usize, ex: Option<&Exclusions>) -> TopK {
+        let (nq, n) = (q.len() / d, c.len() / d);
+        let mut scores = vec![];
+        let mut ids = vec![];
+        for i in 0..nq {
+            let mut all: Vec<(f32, i64)> = (0..n)
+                .filter(|&j| !ex.is_some_and(|e| e.contains(i, j as u64)))
+                .map(|j| {
+                    let mut acc = 0.0f32;
+                    for t in 0..d {
+                        acc = q[i * d + t].mul_add(c[j * d + t], acc);
+                    }
+                    (acc, j as i64)
+                })
+                .collect();
+            all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            for &(s, j) in all.iter().take(k) {
+                scores.push(s);
+                ids.push(j);
+            }
+        }
+        TopK { rows: nq, k, scores, ids }
+    }
+
+    fn data(n: usize, seed: u64, ints: bool) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let x = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                if ints {
+                    (x * 6.0).round()
+                } else {
+                    x
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_reference_for_every_isa_thread_count_and_chunk() {
+        for &(nq, n, d, k) in &[(1, 1, 1, 1), (7, 130, 3, 5), (13, 257, 17, 130), (2, 1000, 64, 1000), (6, 200, 9, 10)] {
+            for ints in [false, true] {
+                let q = data(nq * d, 1, ints);
+                let c = data(n * d, 2, ints);
+                let qm = MatrixRef::new("queries", &q, nq, d).unwrap();
+                let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
+                let want = reference(&q, &c, d, k, None);
+                for isa in Isa::available() {
+                    for threads in [1, 2, 3] {
+                        for chunk in [None, Some(64), Some(192)] {
+                            let opts = SearchOptions { isa: Some(isa), threads, chunk_rows: chunk, ..SearchOptions::new(k) };
+                            assert_eq!(search(qm, cm, &opts).unwrap(), want, "{isa:?} t={threads} nq={nq} n={n} d={d} k={k} ints={ints}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exclusions_are_never_returned_and_rows_stay_full() {
+        let (nq, n, d, k) = (5, 90, 4, 10);
+        let q = data(nq * d, 3, true);
+        let c = data(n * d, 4, true);
+        let rows: Vec<Vec<i64>> = (0..nq as i64).map(|i| (0..20).map(|j| (i * 7 + j * 3) % n as i64).collect()).collect();
+        let ex = Exclusions::from_rows("exclude", &rows, n).unwrap();
+        let qm = MatrixRef::new("queries", &q, nq, d).unwrap();
+        let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
+        let got = search(qm, cm, &SearchOptions { exclude: Some(&ex), ..SearchOptions::new(k) }).unwrap();
+        assert_eq!(got, reference(&q, &c, d, k, Some(&ex)));
+        for i in 0..nq {
+            for &id in &got.ids[i * k..(i + 1) * k] {
+                assert!(!ex.contains(i, id as u64));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_inputs_get_typed_errors() {
+        let q = vec![0.0f32; 6];
+        let c = vec![0.0f32; 12];
+        let qm = MatrixRef::new("queries", &q, 2, 3).unwrap();
+        let cm = MatrixRef::new("corpus", &c, 4, 3).unwrap();
+        let c4 = MatrixRef::new("corpus", &c, 3, 4).unwrap();
+        assert!(matches!(search(qm, c4, &SearchOptions::new(1)), Err(Error::DimensionMismatch { .. })));
+        assert!(matches!(search(qm, cm, &SearchOptions::new(0)), Err(Error::InvalidParameter { name: "k", .. })));
+        assert!(matches!(search(qm, cm, &SearchOptions::new(5)), Err(Error::InvalidParameter { name: "k", .. })));
+        let ex = Exclusions::from_rows("exclude", &[vec![0], vec![1, 2]], 4).unwrap();
+        let opts = SearchOptions { exclude: Some(&ex), ..SearchOptions::new(3) };
+        assert!(matches!(search(qm, cm, &opts), Err(Error::InvalidParameter { name: "k", .. })));
+        let ex1 = Exclusions::from_rows("exclude", &[vec![0]], 4).unwrap();
+        let opts = SearchOptions { exclude: Some(&ex1), ..SearchOptions::new(1) };
+        assert!(matches!(search(qm, cm, &opts), Err(Error::RowCountMismatch { .. })));
+        let mut bad = q.clone();
+        bad[4] = f32::NAN;
+        let bm = MatrixRef::new("queries", &bad, 2, 3).unwrap();
+        assert_eq!(search(bm, cm, &SearchOptions::new(1)), Err(Error::NonFinite { what: "queries", row: 1 }));
+        let cancel = AtomicBool::new(true);
+        let opts = SearchOptions { cancel: Some(&cancel), ..SearchOptions::new(1) };
+        assert_eq!(search(qm, cm, &opts), Err(Error::Cancelled));
+    }
+}

@@ -1,0 +1,142 @@
+//! `FlatIndex` and the array helpers used by `hardneg.FlatIndex` / `hardneg.topk`.
+
+use hardneg_core::matrix::{self, MatrixRef};
+use hardneg_core::{search, Exclusions, Isa, SearchOptions};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+
+use crate::detach::run_detached;
+use crate::errors::{to_py, ParameterError, ShapeError};
+
+fn slice<'a>(what: &'static str, a: &'a PyReadonlyArray2<'_, f32>) -> PyResult<MatrixRef<'a>> {
+    let (rows, dim) = (a.shape()[0], a.shape()[1]);
+    let data = a.as_slice().map_err(|_| ShapeError::new_err(format!("{what} must be C-contiguous")))?;
+    MatrixRef::new(what, data, rows, dim).map_err(to_py)
+}
+
+fn parse_isa(isa: Option<&str>) -> PyResult<Option<Isa>> {
+    match isa {
+        None => Ok(None),
+        Some("avx512") => Ok(Some(Isa::Avx512)),
+        Some("avx2") => Ok(Some(Isa::Avx2)),
+        Some("scalar") => Ok(Some(Isa::Scalar)),
+        Some(other) => Err(ParameterError::new_err(format!("unknown isa {other:?}; use 'avx512', 'avx2' or 'scalar'"))),
+    }
+}
+
+/// An exact inner-product index over a borrowed, C-contiguous float32 corpus `[N, d]`.
+///
+/// The corpus is checked once for NaN/Inf. The array is borrowed, not copied: do not write to
+/// it while the index is alive.
+#[pyclass(frozen, module = "hardneg._hardneg")]
+pub struct FlatIndex {
+    corpus: Py<PyArray2<f32>>,
+    rows: usize,
+    dim: usize,
+}
+
+#[pymethods]
+impl FlatIndex {
+    #[new]
+    #[pyo3(signature = (corpus, *, threads = 0))]
+    fn new(py: Python<'_>, corpus: PyReadonlyArray2<'_, f32>, threads: usize) -> PyResult<Self> {
+        let m = slice("corpus", &corpus)?;
+        let (rows, dim) = (m.rows(), m.dim());
+        run_detached(py, |_| matrix::check_finite("corpus", m, hardneg_core::topk::resolve_threads(threads)))?;
+        Ok(FlatIndex { corpus: corpus.as_array_ptr_unbound(py)?, rows, dim })
+    }
+
+    fn __len__(&self) -> usize {
+        self.rows
+    }
+
+    #[getter]
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Exact top-k: returns `(scores float32 [Q, k], ids int64 [Q, k])`.
+    #[pyo3(signature = (queries, k, *, exclude_offsets = None, exclude_ids = None, threads = 0, isa = None, chunk_rows = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        queries: PyReadonlyArray2<'py, f32>,
+        k: usize,
+        exclude_offsets: Option<PyReadonlyArray1<'py, i64>>,
+        exclude_ids: Option<PyReadonlyArray1<'py, i64>>,
+        threads: usize,
+        isa: Option<&str>,
+        chunk_rows: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+        let isa = parse_isa(isa)?;
+        let corpus = self.corpus.bind(py).readonly();
+        let c = slice("corpus", &corpus)?;
+        let q = slice("queries", &queries)?;
+        let exclude = match (&exclude_offsets, &exclude_ids) {
+            (Some(o), Some(i)) => Some(
+                Exclusions::from_csr("exclude", o.as_slice()?, i.as_slice()?, self.rows).map_err(to_py)?,
+            ),
+            (None, None) => None,
+            _ => return Err(ParameterError::new_err("give both exclude_offsets and exclude_ids, or neither")),
+        };
+        let top = run_detached(py, |cancel| {
+            let opts = SearchOptions { k, exclude: exclude.as_ref(), threads, cancel: Some(cancel), isa, chunk_rows };
+            search(q, c, &opts)
+        })?;
+        let scores = Array2::from_shape_vec((top.rows, top.k), top.scores).expect("shape").into_pyarray(py);
+        let ids = Array2::from_shape_vec((top.rows, top.k), top.ids).expect("shape").into_pyarray(py);
+        Ok((scores, ids))
+    }
+}
+
+trait UnboundArray {
+    fn as_array_ptr_unbound(&self, py: Python<'_>) -> PyResult<Py<PyArray2<f32>>>;
+}
+
+impl UnboundArray for PyReadonlyArray2<'_, f32> {
+    fn as_array_ptr_unbound(&self, py: Python<'_>) -> PyResult<Py<PyArray2<f32>>> {
+        let _ = py;
+        Ok(self.as_unbound().clone_ref(py))
+    }
+}
+
+/// The instruction set the kernels use on this CPU.
+#[pyfunction]
+pub fn isa() -> &'static str {
+    Isa::detect().name()
+}
+
+/// Every instruction set this CPU can run, best first.
+#[pyfunction]
+pub fn available_isas() -> Vec<&'static str> {
+    Isa::available().into_iter().map(Isa::name).collect()
+}
+
+/// Returns an L2-normalised copy of a float32 matrix (zero rows stay zero).
+#[pyfunction]
+pub fn normalize_rows<'py>(py: Python<'py>, a: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let m = slice("array", &a)?;
+    let (rows, dim) = (m.rows(), m.dim());
+    let mut owned = m.data().to_vec();
+    run_detached(py, |_| {
+        matrix::normalize_rows(&mut owned, dim);
+        Ok(())
+    })?;
+    Ok(Array2::from_shape_vec((rows, dim), owned).expect("shape").into_pyarray(py))
+}
+
+/// Raises `NonFiniteError` naming the first row with NaN/Inf.
+#[pyfunction]
+#[pyo3(signature = (a, what, *, threads = 0))]
+pub fn check_finite(py: Python<'_>, a: PyReadonlyArray2<'_, f32>, what: &str, threads: usize) -> PyResult<()> {
+    let m = slice("array", &a)?;
+    let row = run_detached(py, |_| Ok(matrix::first_non_finite_row(m, hardneg_core::topk::resolve_threads(threads))))?;
+    match row {
+        Some(row) => Err(crate::errors::NonFiniteError::new_err(format!(
+            "{what} has a non-finite value (NaN or Inf) in row {row}; drop or repair that row"
+        ))),
+        None => Ok(()),
+    }
+}

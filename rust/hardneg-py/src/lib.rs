@@ -1,0 +1,23 @@
+//! `hardneg._hardneg`: thin PyO3 bindings over `hardneg-core`.
+//!
+//! The binding converts arguments, releases the GIL around core calls ([`detach::run_detached`])
+//! and maps core errors to the exception classes of `hardneg.errors` ([`errors`]). It holds no
+//! loops over data: those belong in the core.
+
+mod detach;
+mod errors;
+mod index;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+fn _hardneg(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("build_profile", if cfg!(debug_assertions) { "debug" } else { "release" })?;
+    m.add_class::<index::FlatIndex>()?;
+    m.add_function(wrap_pyfunction!(index::isa, m)?)?;
+    m.add_function(wrap_pyfunction!(index::available_isas, m)?)?;
+    m.add_function(wrap_pyfunction!(index::normalize_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(index::check_finite, m)?)?;
+    Ok(())
+}
