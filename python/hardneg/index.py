@@ -29,7 +29,9 @@ class FlatIndex:
         (do not modify it while the index lives); other float dtypes or layouts are converted
         once. Checked once for NaN/Inf.
     metric : {"ip", "cosine"}, default "ip"
-        Inner product, or cosine similarity (rows normalised once, into a copy).
+        Inner product, or cosine similarity. For cosine the corpus is not copied either: its
+        inverse row norms are computed once and multiplied into the scores; queries are
+        normalised into a copy. Zero rows score 0 against everything.
     threads : int, optional
         Threads for the finiteness check (default: every core).
 
@@ -49,11 +51,7 @@ class FlatIndex:
         if metric not in ("ip", "cosine"):
             raise ParameterError(f"metric must be 'ip' or 'cosine', got {metric!r}")
         arr = as_matrix(corpus, "corpus")
-        nthreads = as_threads(threads)
-        if metric == "cosine":
-            _hardneg.check_finite(arr, "corpus", threads=nthreads)
-            arr = _hardneg.normalize_rows(arr)
-        self._inner = _hardneg.FlatIndex(arr, threads=nthreads)
+        self._inner = _hardneg.FlatIndex(arr, metric=metric, threads=as_threads(threads))
         self._corpus = arr
         self._metric: Metric = metric
 
@@ -75,7 +73,7 @@ class FlatIndex:
 
     @property
     def vectors(self) -> np.ndarray:
-        """The float32 corpus the index searches (normalised for ``metric="cosine"``)."""
+        """The float32 corpus the index searches (as given: not normalised, even for cosine)."""
         return self._corpus
 
     def search(
@@ -123,13 +121,46 @@ class FlatIndex:
             )
         k = as_count(k, "k")
         nthreads = as_threads(threads)
-        if self._metric == "cosine":
-            _hardneg.check_finite(q, "queries", threads=nthreads)
-            q = _hardneg.normalize_rows(q)
         offsets = ids = None
         if exclude is not None:
             offsets, ids = id_lists_to_csr(exclude, q.shape[0], "exclude")
         return self._inner.search(q, k, exclude_offsets=offsets, exclude_ids=ids, threads=nthreads)
+
+
+    def score(self, queries: Any, ids: Any) -> np.ndarray:
+        """Scores of given corpus ids, exactly as :meth:`search` would score them.
+
+        Parameters
+        ----------
+        queries : array_like, shape (Q, d)
+        ids : int array, shape (Q, m)
+            Corpus ids per query; -1 means none and scores NaN.
+
+        Returns
+        -------
+        ndarray of float32, shape (Q, m)
+
+        Examples
+        --------
+        >>> import numpy as np, hardneg
+        >>> index = hardneg.FlatIndex(np.array([[1, 0], [3, 4]], np.float32), metric="cosine")
+        >>> [round(float(x), 3) for x in index.score(np.array([[0, 2]], np.float32), np.array([[1, -1]]))[0]]
+        [0.8, nan]
+        """
+        q = as_matrix(queries, "queries")
+        if q.shape[1] != self.dim:
+            raise ShapeError(
+                f"queries have dimension {q.shape[1]} but the corpus has dimension {self.dim}; "
+                "embed both with the same model"
+            )
+        arr = np.asarray(ids)
+        if arr.dtype.kind not in "iu":
+            from .errors import DTypeError
+
+            raise DTypeError(f"ids must be integers, got dtype {arr.dtype}")
+        if arr.ndim != 2:
+            raise ShapeError(f"ids must be 2-D [queries, m], got shape {arr.shape}")
+        return self._inner.score(q, np.ascontiguousarray(arr, dtype=np.int64))
 
 
 def topk(

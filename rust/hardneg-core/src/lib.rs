@@ -16,4 +16,4 @@ pub mod topk;
 pub use error::{Error, Result};
 pub use exclude::Exclusions;
 pub use matrix::MatrixRef;
-pub use topk::{search, Isa, SearchOptions, TopK};
+pub use topk::{pair_score, score_ids, search, Isa, SearchOptions, TopK};

@@ -94,14 +94,40 @@ pub fn check_finite(what: &'static str, m: MatrixRef<'_>, threads: usize) -> Res
     }
 }
 
+/// The inverse L2 norm of every row (0 for a zero row), computed with `threads` threads.
+/// Cosine search multiplies these into the scores instead of copying a normalised corpus.
+pub fn inverse_norms(m: MatrixRef<'_>, threads: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; m.rows()];
+    let threads = threads.max(1).min(m.rows());
+    let per = m.rows().div_ceil(threads);
+    std::thread::scope(|s| {
+        for (t, part) in out.chunks_mut(per).enumerate() {
+            let rows = m.slice_rows(t * per, t * per + part.len());
+            s.spawn(move || {
+                for (o, row) in part.iter_mut().zip(rows.data().chunks_exact(rows.dim())) {
+                    *o = inverse_norm(row);
+                }
+            });
+        }
+    });
+    out
+}
+
+#[inline]
+fn inverse_norm(row: &[f32]) -> f32 {
+    let norm = row.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+    if norm > 0.0 {
+        (1.0 / norm) as f32
+    } else {
+        0.0
+    }
+}
+
 /// L2-normalises every row in place; rows of norm zero stay zero (their cosine is 0 to everything).
 pub fn normalize_rows(data: &mut [f32], dim: usize) {
     for row in data.chunks_exact_mut(dim) {
-        let norm = row.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
-        if norm > 0.0 {
-            let inv = (1.0 / norm) as f32;
-            row.iter_mut().for_each(|x| *x *= inv);
-        }
+        let inv = inverse_norm(row);
+        row.iter_mut().for_each(|x| *x *= inv);
     }
 }
 
@@ -129,6 +155,13 @@ mod tests {
         assert_eq!(first_non_finite_row(m, 1), Some(3999));
         assert_eq!(first_non_finite_row(m, 2), Some(3999));
         assert_eq!(check_finite("c", m, 2), Err(Error::NonFinite { what: "c", row: 3999 }));
+    }
+
+    #[test]
+    fn inverse_norms_match_rows() {
+        let v = vec![3.0f32, 4.0, 0.0, 0.0, 1.0, 0.0];
+        let m = MatrixRef::new("c", &v, 3, 2).unwrap();
+        assert_eq!(inverse_norms(m, 2), vec![0.2, 0.0, 1.0]);
     }
 
     #[test]

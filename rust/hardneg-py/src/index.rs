@@ -29,22 +29,75 @@ fn parse_isa(isa: Option<&str>) -> PyResult<Option<Isa>> {
 ///
 /// The corpus is checked once for NaN/Inf. The array is borrowed, not copied: do not write to
 /// it while the index is alive.
+/// With `metric="cosine"` the corpus is still not copied: its inverse row norms are multiplied
+/// into the scores, and queries are normalised into a copy.
 #[pyclass(frozen, module = "hardneg._hardneg")]
 pub struct FlatIndex {
     corpus: Py<PyArray2<f32>>,
     rows: usize,
     dim: usize,
+    /// Inverse row norms for cosine; `None` for inner product.
+    inv_norms: Option<Vec<f32>>,
+}
+
+impl FlatIndex {
+    /// Queries as the kernels need them: normalised (a copy) for cosine, borrowed otherwise.
+    fn prepare<'a>(&self, q: MatrixRef<'a>, threads: usize) -> hardneg_core::Result<std::borrow::Cow<'a, [f32]>> {
+        if self.inv_norms.is_none() {
+            return Ok(std::borrow::Cow::Borrowed(q.data()));
+        }
+        matrix::check_finite("queries", q, threads)?;
+        let mut owned = q.data().to_vec();
+        matrix::normalize_rows(&mut owned, q.dim());
+        Ok(std::borrow::Cow::Owned(owned))
+    }
 }
 
 #[pymethods]
 impl FlatIndex {
     #[new]
-    #[pyo3(signature = (corpus, *, threads = 0))]
-    fn new(py: Python<'_>, corpus: PyReadonlyArray2<'_, f32>, threads: usize) -> PyResult<Self> {
+    #[pyo3(signature = (corpus, *, metric = "ip", threads = 0))]
+    fn new(py: Python<'_>, corpus: PyReadonlyArray2<'_, f32>, metric: &str, threads: usize) -> PyResult<Self> {
+        let cosine = match metric {
+            "ip" => false,
+            "cosine" => true,
+            other => return Err(ParameterError::new_err(format!("metric must be 'ip' or 'cosine', got {other:?}"))),
+        };
         let m = slice("corpus", &corpus)?;
         let (rows, dim) = (m.rows(), m.dim());
-        run_detached(py, |_| matrix::check_finite("corpus", m, hardneg_core::topk::resolve_threads(threads)))?;
-        Ok(FlatIndex { corpus: corpus.as_array_ptr_unbound(py)?, rows, dim })
+        let threads = hardneg_core::topk::resolve_threads(threads);
+        let inv_norms = run_detached(py, |_| {
+            matrix::check_finite("corpus", m, threads)?;
+            Ok(cosine.then(|| matrix::inverse_norms(m, threads)))
+        })?;
+        Ok(FlatIndex { corpus: corpus.as_unbound().clone_ref(py), rows, dim, inv_norms })
+    }
+
+    #[getter]
+    fn metric(&self) -> &'static str {
+        if self.inv_norms.is_some() {
+            "cosine"
+        } else {
+            "ip"
+        }
+    }
+
+    /// Scores of given ids `[Q, m]` (-1 = none, scored NaN), exactly as `search` scores them.
+    fn score<'py>(&self, py: Python<'py>, queries: PyReadonlyArray2<'py, f32>, ids: PyReadonlyArray2<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let corpus = self.corpus.bind(py).readonly();
+        let c = slice("corpus", &corpus)?;
+        let q = slice("queries", &queries)?;
+        let (rows, width) = (ids.shape()[0], ids.shape()[1]);
+        if rows != q.rows() {
+            return Err(ShapeError::new_err(format!("ids has {rows} rows but there are {} queries; give one row per query", q.rows())));
+        }
+        let ids = ids.as_slice().map_err(|_| ShapeError::new_err("ids must be C-contiguous"))?;
+        let scores = run_detached(py, |_| {
+            let qd = self.prepare(q, 1)?;
+            let qm = MatrixRef::new("queries", &qd, q.rows(), q.dim())?;
+            hardneg_core::score_ids(qm, c, self.inv_norms.as_deref(), ids, width)
+        })?;
+        Ok(Array2::from_shape_vec((rows, width), scores).expect("shape").into_pyarray(py))
     }
 
     fn __len__(&self) -> usize {
@@ -82,23 +135,15 @@ impl FlatIndex {
             _ => return Err(ParameterError::new_err("give both exclude_offsets and exclude_ids, or neither")),
         };
         let top = run_detached(py, |cancel| {
-            let opts = SearchOptions { k, exclude: exclude.as_ref(), threads, cancel: Some(cancel), isa, chunk_rows };
-            search(q, c, &opts)
+            let qd = self.prepare(q, hardneg_core::topk::resolve_threads(threads))?;
+            let qm = MatrixRef::new("queries", &qd, q.rows(), q.dim())?;
+            let row_scale = self.inv_norms.as_deref();
+            let opts = SearchOptions { k, exclude: exclude.as_ref(), threads, cancel: Some(cancel), isa, chunk_rows, row_scale };
+            search(qm, c, &opts)
         })?;
         let scores = Array2::from_shape_vec((top.rows, top.k), top.scores).expect("shape").into_pyarray(py);
         let ids = Array2::from_shape_vec((top.rows, top.k), top.ids).expect("shape").into_pyarray(py);
         Ok((scores, ids))
-    }
-}
-
-trait UnboundArray {
-    fn as_array_ptr_unbound(&self, py: Python<'_>) -> PyResult<Py<PyArray2<f32>>>;
-}
-
-impl UnboundArray for PyReadonlyArray2<'_, f32> {
-    fn as_array_ptr_unbound(&self, py: Python<'_>) -> PyResult<Py<PyArray2<f32>>> {
-        let _ = py;
-        Ok(self.as_unbound().clone_ref(py))
     }
 }
 

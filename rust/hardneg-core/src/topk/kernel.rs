@@ -216,6 +216,19 @@ unsafe fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64:
     out
 }
 
+/// Per-row factors of one block, applied to the finished dot products (cosine over an
+/// un-normalised corpus: the inverse row norms). A single IEEE multiply, identical in every kernel.
+pub(crate) enum RowScale {
+    /// Plain inner product.
+    None,
+    /// `score[r] = dot[r] * factors[r]`.
+    Rows(Box<Aligned64<BLOCK>>),
+}
+
+/// A 64-byte aligned array.
+#[repr(C, align(64))]
+pub(crate) struct Aligned64<const N: usize>(pub(crate) [f32; N]);
+
 /// Scores of a tile for the queries that had a hit: `[GROUP][BLOCK]`.
 #[repr(C, align(64))]
 pub(crate) struct TileScores(pub(crate) [[f32; BLOCK]; GROUP]);
@@ -224,17 +237,18 @@ pub(crate) struct TileScores(pub(crate) [[f32; BLOCK]; GROUP]);
 /// (`[d][GROUP]`). Returns, per query, the bit mask of rows whose score beats `thr[j]` among the
 /// rows in `valid`; the scores of queries with a non-zero mask are written to `out`.
 #[inline(always)]
-pub(crate) fn tile(isa: Isa, nq: usize, cb: &[f32], qg: &[f32], d: usize, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tile(isa: Isa, nq: usize, cb: &[f32], qg: &[f32], d: usize, scale: &RowScale, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
     debug_assert!(cb.len() >= d * BLOCK && qg.len() >= d * GROUP && thr.len() >= nq && (1..=GROUP).contains(&nq));
     macro_rules! dispatch {
         ($f:ident) => {
             match nq {
-                1 => $f::<1>(cb, qg, d, thr, valid, out),
-                2 => $f::<2>(cb, qg, d, thr, valid, out),
-                3 => $f::<3>(cb, qg, d, thr, valid, out),
-                4 => $f::<4>(cb, qg, d, thr, valid, out),
-                5 => $f::<5>(cb, qg, d, thr, valid, out),
-                _ => $f::<6>(cb, qg, d, thr, valid, out),
+                1 => $f::<1>(cb, qg, d, scale, thr, valid, out),
+                2 => $f::<2>(cb, qg, d, scale, thr, valid, out),
+                3 => $f::<3>(cb, qg, d, scale, thr, valid, out),
+                4 => $f::<4>(cb, qg, d, scale, thr, valid, out),
+                5 => $f::<5>(cb, qg, d, scale, thr, valid, out),
+                _ => $f::<6>(cb, qg, d, scale, thr, valid, out),
             }
         };
     }
@@ -249,7 +263,7 @@ pub(crate) fn tile(isa: Isa, nq: usize, cb: &[f32], qg: &[f32], d: usize, thr: &
 }
 
 /// The reference kernel: plain loops, `mul_add` (a fused multiply-add, like the SIMD kernels).
-pub(crate) fn tile_scalar<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
+pub(crate) fn tile_scalar<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, scale: &RowScale, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
     let mut masks = [0u64; GROUP];
     for j in 0..NQ {
         let mut acc = [0.0f32; BLOCK];
@@ -258,6 +272,11 @@ pub(crate) fn tile_scalar<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, thr
             let c = &cb[t * BLOCK..(t + 1) * BLOCK];
             for r in 0..BLOCK {
                 acc[r] = q.mul_add(c[r], acc[r]);
+            }
+        }
+        if let RowScale::Rows(sc) = scale {
+            for r in 0..BLOCK {
+                acc[r] *= sc.0[r];
             }
         }
         let mut m = 0u64;
@@ -277,7 +296,7 @@ pub(crate) fn tile_scalar<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, thr
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
+unsafe fn tile_avx512<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, scale: &RowScale, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 4]; NQ];
     let mut c = cb.as_ptr();
@@ -296,6 +315,16 @@ unsafe fn tile_avx512<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, thr: &[
         }
         c = c.add(BLOCK);
         q = q.add(GROUP);
+    }
+    if let RowScale::Rows(sc) = scale {
+        let p = sc.0.as_ptr();
+        let (s0, s1, s2, s3) = (_mm512_load_ps(p), _mm512_load_ps(p.add(16)), _mm512_load_ps(p.add(32)), _mm512_load_ps(p.add(48)));
+        for a in acc.iter_mut() {
+            a[0] = _mm512_mul_ps(a[0], s0);
+            a[1] = _mm512_mul_ps(a[1], s1);
+            a[2] = _mm512_mul_ps(a[2], s2);
+            a[3] = _mm512_mul_ps(a[3], s3);
+        }
     }
     let mut masks = [0u64; GROUP];
     for (j, a) in acc.iter().enumerate() {
@@ -319,7 +348,7 @@ unsafe fn tile_avx512<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, thr: &[
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
+unsafe fn tile_avx2<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, scale: &RowScale, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
     use std::arch::x86_64::*;
     let mut masks = [0u64; GROUP];
     // Four 16-row halves of the block, each 2 ymm x NQ queries (12 accumulators at most).
@@ -337,6 +366,14 @@ unsafe fn tile_avx2<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, thr: &[f3
             }
             c = c.add(BLOCK);
             q = q.add(GROUP);
+        }
+        if let RowScale::Rows(sc) = scale {
+            let p = sc.0.as_ptr().add(16 * s);
+            let (s0, s1) = (_mm256_load_ps(p), _mm256_load_ps(p.add(8)));
+            for a in acc.iter_mut() {
+                a[0] = _mm256_mul_ps(a[0], s0);
+                a[1] = _mm256_mul_ps(a[1], s1);
+            }
         }
         for (j, a) in acc.iter().enumerate() {
             let t = _mm256_set1_ps(thr[j]);
@@ -390,12 +427,13 @@ mod tests {
             qbuf.as_mut_slice().iter_mut().for_each(|x| *x = lcg(&mut seed));
             let thr = [f32::NEG_INFINITY, 0.0, -0.1, 0.05, f32::NEG_INFINITY, 0.2];
             let valid = u64::MAX >> 3;
+            for (si, scale) in [RowScale::None, RowScale::Rows(Box::new(Aligned64(std::array::from_fn(|r| 0.5 + r as f32 / 7.0))))].iter().enumerate() {
             for nq in 1..=GROUP {
                 let mut want = TileScores([[0.0; BLOCK]; GROUP]);
-                let wm = tile(Isa::Scalar, nq, cbuf.as_slice(), qbuf.as_slice(), d, &thr, valid, &mut want);
+                let wm = tile(Isa::Scalar, nq, cbuf.as_slice(), qbuf.as_slice(), d, &scale, &thr, valid, &mut want);
                 for isa in Isa::available() {
                     let mut got = TileScores([[0.0; BLOCK]; GROUP]);
-                    let gm = tile(isa, nq, cbuf.as_slice(), qbuf.as_slice(), d, &thr, valid, &mut got);
+                    let gm = tile(isa, nq, cbuf.as_slice(), qbuf.as_slice(), d, &scale, &thr, valid, &mut got);
                     assert_eq!(wm, gm, "{isa:?} d={d} nq={nq}");
                     for j in 0..nq {
                         for r in 0..BLOCK {
@@ -415,9 +453,13 @@ mod tests {
                         for t in 0..d {
                             acc = qbuf.as_slice()[t * GROUP + j].mul_add(cb[t * BLOCK + r], acc);
                         }
+                        if si == 1 {
+                            acc *= 0.5 + r as f32 / 7.0;
+                        }
                         assert_eq!(acc.to_bits(), want.0[j][r].to_bits());
                     }
                 }
+            }
             }
         }
     }

@@ -17,7 +17,7 @@ use crate::exclude::Exclusions;
 use crate::matrix::MatrixRef;
 use heap::Heaps;
 pub use kernel::Isa;
-use kernel::{pack_corpus, pack_queries, tile, AlignedBuf, TileScores, BLOCK, GROUP};
+use kernel::{pack_corpus, pack_queries, tile, Aligned64, AlignedBuf, RowScale, TileScores, BLOCK, GROUP};
 
 /// Options of [`search`].
 #[derive(Clone, Copy, Debug)]
@@ -34,12 +34,15 @@ pub struct SearchOptions<'a> {
     pub isa: Option<Isa>,
     /// Corpus rows per chunk (rounded to the block size); `None` picks one that fits in L2.
     pub chunk_rows: Option<usize>,
+    /// One factor per corpus row multiplied into its scores (cosine over an un-normalised corpus
+    /// passes the inverse row norms from [`crate::matrix::inverse_norms`]).
+    pub row_scale: Option<&'a [f32]>,
 }
 
 impl<'a> SearchOptions<'a> {
     /// Options for `k` results with every other setting at its default.
     pub fn new(k: usize) -> Self {
-        SearchOptions { k, exclude: None, threads: 0, cancel: None, isa: None, chunk_rows: None }
+        SearchOptions { k, exclude: None, threads: 0, cancel: None, isa: None, chunk_rows: None, row_scale: None }
     }
 }
 
@@ -95,6 +98,11 @@ pub fn search(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOption
     } else if k > n {
         return Err(Error::param("k", format!("k={k} is larger than the corpus ({n} rows); lower k to at most {n}")));
     }
+    if let Some(sc) = opts.row_scale {
+        if sc.len() != n {
+            return Err(Error::RowCountMismatch { what: "row_scale", expected: n, got: sc.len() });
+        }
+    }
     let threads = resolve_threads(opts.threads);
     crate::matrix::check_finite("queries", queries, threads)?;
     let isa = opts.isa.unwrap_or_else(Isa::detect);
@@ -109,7 +117,7 @@ pub fn search(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOption
     let threads = threads.min(blocks).max(1);
     // Contiguous slices of whole blocks, one per thread.
     let per = blocks.div_ceil(threads);
-    let job = Job { corpus, qpack: qpack.as_slice(), nq, d, k, exclude: opts.exclude, cancel: opts.cancel, isa, chunk };
+    let job = Job { corpus, qpack: qpack.as_slice(), nq, d, k, exclude: opts.exclude, cancel: opts.cancel, isa, chunk, row_scale: opts.row_scale };
     let parts: Vec<Heaps> = if threads == 1 {
         vec![job.run(0, n)?]
     } else {
@@ -126,6 +134,51 @@ pub fn search(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOption
         })?
     };
     Ok(merge(&parts, nq, k))
+}
+
+/// The score of one (query, corpus row) pair exactly as [`search`] computes it: a chain of fused
+/// multiply-adds over the dimensions from zero, times the row's factor when one is given.
+#[inline]
+pub fn pair_score(q: &[f32], c: &[f32], scale: Option<f32>) -> f32 {
+    let mut acc = 0.0f32;
+    for (&a, &b) in q.iter().zip(c) {
+        acc = a.mul_add(b, acc);
+    }
+    match scale {
+        Some(s) => acc * s,
+        None => acc,
+    }
+}
+
+/// Scores of given ids, `ids` row-major `[queries.rows(), width]` (-1 = none, scored NaN),
+/// bit-identical to the scores [`search`] returns for the same pairs.
+pub fn score_ids(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, row_scale: Option<&[f32]>, ids: &[i64], width: usize) -> Result<Vec<f32>> {
+    let (nq, n) = (queries.rows(), corpus.rows());
+    if queries.dim() != corpus.dim() {
+        return Err(Error::DimensionMismatch { what: "queries", expected: corpus.dim(), got: queries.dim() });
+    }
+    if ids.len() != nq * width {
+        return Err(Error::RowCountMismatch { what: "ids", expected: nq, got: if width == 0 { 0 } else { ids.len() / width } });
+    }
+    if let Some(sc) = row_scale {
+        if sc.len() != n {
+            return Err(Error::RowCountMismatch { what: "row_scale", expected: n, got: sc.len() });
+        }
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for (i, &id) in ids.iter().enumerate() {
+        let q = i / width.max(1);
+        if id == -1 {
+            out.push(f32::NAN);
+            continue;
+        }
+        if id < 0 || id as u64 >= n as u64 {
+            return Err(Error::IdOutOfRange { what: "ids", row: q, id, n });
+        }
+        let id = id as usize;
+        out.push(pair_score(queries.row(q), corpus.row(id), row_scale.map(|s| s[id])));
+    }
+    Ok(out)
 }
 
 fn chunk_rows(requested: Option<usize>, d: usize, groups: usize) -> usize {
@@ -149,6 +202,7 @@ struct Job<'a> {
     cancel: Option<&'a AtomicBool>,
     isa: Isa,
     chunk: usize,
+    row_scale: Option<&'a [f32]>,
 }
 
 impl Job<'_> {
@@ -159,6 +213,7 @@ impl Job<'_> {
         let mut packed = AlignedBuf::zeroed(self.chunk * d);
         let mut scores = Box::new(TileScores([[0.0; BLOCK]; GROUP]));
         let groups = nq.div_ceil(GROUP);
+        let mut block_scales: Vec<RowScale> = Vec::new();
         let mut c0 = start;
         while c0 < end {
             if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
@@ -167,6 +222,19 @@ impl Job<'_> {
             let c1 = (c0 + self.chunk).min(end);
             let blocks = (c1 - c0).div_ceil(BLOCK);
             pack_corpus(self.isa, self.corpus.data(), d, c0, c1, packed.as_mut_slice());
+            block_scales.clear();
+            for b in 0..blocks {
+                block_scales.push(match self.row_scale {
+                    None => RowScale::None,
+                    Some(sc) => {
+                        let row0 = c0 + b * BLOCK;
+                        let live = (c1 - row0).min(BLOCK);
+                        let mut f = Box::new(Aligned64([0.0; BLOCK]));
+                        f.0[..live].copy_from_slice(&sc[row0..row0 + live]);
+                        RowScale::Rows(f)
+                    }
+                });
+            }
             for g in 0..groups {
                 let q0 = g * GROUP;
                 let gq = (nq - q0).min(GROUP);
@@ -177,7 +245,7 @@ impl Job<'_> {
                     let valid = if live == BLOCK { u64::MAX } else { (1u64 << live) - 1 };
                     let cb = &packed.as_slice()[b * d * BLOCK..(b + 1) * d * BLOCK];
                     let thr = &heaps.thresholds()[q0..q0 + gq];
-                    let masks = tile(self.isa, gq, cb, qg, d, thr, valid, &mut scores);
+                    let masks = tile(self.isa, gq, cb, qg, d, &block_scales[b], thr, valid, &mut scores);
                     for (j, &m) in masks.iter().enumerate().take(gq) {
                         if m != 0 {
                             self.insert(&mut heaps, q0 + j, row0, m, &scores.0[j]);
@@ -289,6 +357,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn row_scale_and_score_ids_agree_with_search() {
+        let (nq, n, d, k) = (9, 300, 13, 7);
+        let q = data(nq * d, 5, false);
+        let c = data(n * d, 6, false);
+        let qm = MatrixRef::new("queries", &q, nq, d).unwrap();
+        let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
+        let inv = crate::matrix::inverse_norms(cm, 2);
+        for isa in Isa::available() {
+            let top = search(qm, cm, &SearchOptions { row_scale: Some(&inv), isa: Some(isa), ..SearchOptions::new(k) }).unwrap();
+            let again = score_ids(qm, cm, Some(&inv), &top.ids, k).unwrap();
+            assert_eq!(top.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), again.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+            // the ranking is the cosine ranking
+            for i in 0..nq {
+                let mut all: Vec<(f32, i64)> = (0..n).map(|j| (pair_score(qm.row(i), cm.row(j), Some(inv[j])), j as i64)).collect();
+                all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                assert_eq!(&top.ids[i * k..(i + 1) * k], &all[..k].iter().map(|x| x.1).collect::<Vec<_>>()[..]);
+            }
+        }
+        assert!(score_ids(qm, cm, None, &[-1, 300], 2).is_err());
+        assert!(score_ids(qm, cm, None, &[0; 18], 2).unwrap().iter().all(|x| x.is_finite()));
     }
 
     #[test]
