@@ -21,7 +21,7 @@ impl Exclusions {
         out.offsets.push(0);
         for q in 0..rows {
             let (a, b) = (offsets[q], offsets[q + 1]);
-            if a > b || b as usize > ids.len() {
+            if a < 0 || a > b || b as usize > ids.len() {
                 return Err(Error::param(what, "offsets must be non-decreasing"));
             }
             let start = out.ids.len();
