@@ -156,9 +156,9 @@ def test_threads_chunks_and_kernels_give_identical_output(rng):
         assert got[0].tobytes() == want[0].tobytes() and got[1].tobytes() == want[1].tobytes()
     inner = _hardneg.FlatIndex(corpus)
     for isa in _hardneg.available_isas():
-        for chunk in (64, 640, 4096):
-            s, i = inner.search(q, 25, isa=isa, chunk_rows=chunk, threads=2)
-            assert s.tobytes() == want[0].tobytes() and i.tobytes() == want[1].tobytes(), (isa, chunk)
+        for chunk, kc in ((64, None), (640, 7), (4096, 1), (128, 48)):
+            s, i = inner.search(q, 25, isa=isa, chunk_rows=chunk, dim_slice=kc, threads=2)
+            assert s.tobytes() == want[0].tobytes() and i.tobytes() == want[1].tobytes(), (isa, chunk, kc)
     # one query at a time (the streaming path) gives the same rows as the batch
     for r in (0, 40, 76):
         s, i = index.search(q[r : r + 1], 25)

@@ -23,6 +23,7 @@ class FlatIndex:
         threads: int = 0,
         isa: str | None = None,
         chunk_rows: int | None = None,
+        dim_slice: int | None = None,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
 
 def isa() -> str: ...

@@ -110,7 +110,7 @@ impl FlatIndex {
     }
 
     /// Exact top-k: returns `(scores float32 [Q, k], ids int64 [Q, k])`.
-    #[pyo3(signature = (queries, k, *, exclude_offsets = None, exclude_ids = None, threads = 0, isa = None, chunk_rows = None))]
+    #[pyo3(signature = (queries, k, *, exclude_offsets = None, exclude_ids = None, threads = 0, isa = None, chunk_rows = None, dim_slice = None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
@@ -122,6 +122,7 @@ impl FlatIndex {
         threads: usize,
         isa: Option<&str>,
         chunk_rows: Option<usize>,
+        dim_slice: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
         let isa = parse_isa(isa)?;
         let corpus = self.corpus.bind(py).readonly();
@@ -138,7 +139,7 @@ impl FlatIndex {
             let qd = self.prepare(q, hardneg_core::topk::resolve_threads(threads))?;
             let qm = MatrixRef::new("queries", &qd, q.rows(), q.dim())?;
             let row_scale = self.inv_norms.as_deref();
-            let opts = SearchOptions { k, exclude: exclude.as_ref(), threads, cancel: Some(cancel), isa, chunk_rows, row_scale };
+            let opts = SearchOptions { k, exclude: exclude.as_ref(), threads, cancel: Some(cancel), isa, chunk_rows, dim_slice, row_scale };
             search(qm, c, &opts)
         })?;
         let scores = Array2::from_shape_vec((top.rows, top.k), top.scores).expect("shape").into_pyarray(py);

@@ -113,32 +113,37 @@ pub(crate) fn pack_queries(q: &[f32], rows: usize, d: usize) -> AlignedBuf {
     buf
 }
 
-/// Packs corpus rows `rows` (a row range of `c`, row-major with `d` columns) into blocks of
-/// `BLOCK`, dimension-major; rows past the end are zero. `out` holds `blocks * d * BLOCK` floats.
-pub(crate) fn pack_corpus(isa: Isa, c: &[f32], d: usize, start: usize, end: usize, out: &mut [f32]) {
+/// Packs corpus rows `start..end`, dimensions `t0..t1` (of a row-major corpus `c` with `d`
+/// columns) into blocks of `BLOCK` rows, dimension-major: block `b` is `[t1 - t0][BLOCK]` at
+/// `out[b * (t1 - t0) * BLOCK..]`. Rows past `end` are zero.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pack_corpus(isa: Isa, c: &[f32], d: usize, start: usize, end: usize, t0: usize, t1: usize, out: &mut [f32]) {
+    let blocks = (end - start).div_ceil(BLOCK);
+    assert!(t0 < t1 && t1 <= d && out.len() >= blocks * (t1 - t0) * BLOCK && c.len() >= end * d);
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
-        // SAFETY: the caller only selects Avx512 when the CPU supports it.
-        unsafe { pack_corpus_avx512(c, d, start, end, out) };
+        // SAFETY: the caller only selects Avx512 when the CPU supports it; bounds checked above.
+        unsafe { pack_corpus_avx512(c, d, start, end, t0, t1, out) };
         return;
     }
     let _ = isa;
-    pack_corpus_scalar(c, d, start, end, out);
+    pack_corpus_scalar(c, d, start, end, t0, t1, out);
 }
 
-pub(crate) fn pack_corpus_scalar(c: &[f32], d: usize, start: usize, end: usize, out: &mut [f32]) {
+pub(crate) fn pack_corpus_scalar(c: &[f32], d: usize, start: usize, end: usize, t0: usize, t1: usize, out: &mut [f32]) {
+    let kc = t1 - t0;
     let blocks = (end - start).div_ceil(BLOCK);
     for b in 0..blocks {
-        let dst = &mut out[b * d * BLOCK..(b + 1) * d * BLOCK];
+        let dst = &mut out[b * kc * BLOCK..(b + 1) * kc * BLOCK];
         for r in 0..BLOCK {
             let row = start + b * BLOCK + r;
             if row < end {
-                let src = &c[row * d..(row + 1) * d];
+                let src = &c[row * d + t0..row * d + t1];
                 for (t, &x) in src.iter().enumerate() {
                     dst[t * BLOCK + r] = x;
                 }
             } else {
-                for t in 0..d {
+                for t in 0..kc {
                     dst[t * BLOCK + r] = 0.0;
                 }
             }
@@ -148,33 +153,56 @@ pub(crate) fn pack_corpus_scalar(c: &[f32], d: usize, start: usize, end: usize, 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_corpus_avx512(c: &[f32], d: usize, start: usize, end: usize, out: &mut [f32]) {
+unsafe fn pack_corpus_avx512(c: &[f32], d: usize, start: usize, end: usize, t0: usize, t1: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
+    let kc = t1 - t0;
     let blocks = (end - start).div_ceil(BLOCK);
-    assert!(out.len() >= blocks * d * BLOCK && c.len() >= end * d);
     let cp = c.as_ptr();
     let op = out.as_mut_ptr();
     for b in 0..blocks {
         for h in 0..BLOCK / 16 {
             let row0 = start + b * BLOCK + h * 16;
             let live = end.saturating_sub(row0).min(16);
-            let dst = op.add(b * d * BLOCK + h * 16);
-            let mut t0 = 0;
-            while t0 < d {
-                let width = (d - t0).min(16);
+            let dst = op.add(b * kc * BLOCK + h * 16);
+            // Whole rows (the streaming case): copy the 16 rows, one contiguous region, to a
+            // staging buffer first. DRAM and the prefetchers serve that one sequential stream at
+            // full speed; the 16 strided streams of the transpose then hit cache.
+            let stage_rows = t0 == 0 && t1 == d && live == 16;
+            let (src, stride): (*const f32, usize) = if stage_rows {
+                STAGE.with(|st| {
+                    let mut st = st.borrow_mut();
+                    if st.len() < 16 * d {
+                        st.resize(16 * d, 0.0);
+                    }
+                    std::ptr::copy_nonoverlapping(cp.add(row0 * d), st.as_mut_ptr(), 16 * d);
+                    (st.as_ptr(), d)
+                })
+            } else {
+                (cp.add(row0 * d), d)
+            };
+            let mut t = t0;
+            while t < t1 {
+                let width = (t1 - t).min(16);
                 let lmask: __mmask16 = if width == 16 { 0xffff } else { (1u16 << width) - 1 };
-                let mut r = [_mm512_setzero_ps(); 16];
-                for (i, v) in r.iter_mut().enumerate().take(live) {
-                    *v = _mm512_maskz_loadu_ps(lmask, cp.add((row0 + i) * d + t0));
-                }
+                let r: [__m512; 16] = if live == 16 {
+                    // constant trip count: the rows stay in registers
+                    std::array::from_fn(|i| _mm512_maskz_loadu_ps(lmask, src.add(i * stride + t)))
+                } else {
+                    std::array::from_fn(|i| if i < live { _mm512_maskz_loadu_ps(lmask, src.add(i * stride + t)) } else { _mm512_setzero_ps() })
+                };
                 let cols = transpose16(r);
-                for (t, v) in cols.iter().enumerate().take(width) {
-                    _mm512_storeu_ps(dst.add((t0 + t) * BLOCK), *v);
+                for (j, v) in cols.iter().enumerate().take(width) {
+                    _mm512_storeu_ps(dst.add((t - t0 + j) * BLOCK), *v);
                 }
-                t0 += 16;
+                t += 16;
             }
         }
     }
+}
+
+std::thread_local! {
+    /// Per-thread staging copy of 16 corpus rows (see `pack_corpus_avx512`).
+    static STAGE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Transposes a 16 x 16 tile held in 16 registers (row i in `r[i]`), returning the columns.
@@ -229,26 +257,42 @@ pub(crate) enum RowScale {
 #[repr(C, align(64))]
 pub(crate) struct Aligned64<const N: usize>(pub(crate) [f32; N]);
 
-/// Scores of a tile for the queries that had a hit: `[GROUP][BLOCK]`.
+/// Accumulators of one tile, `[GROUP][BLOCK]`: partial sums between dimension slices, and the
+/// finished scores of the queries with a hit after the last slice.
 #[repr(C, align(64))]
 pub(crate) struct TileScores(pub(crate) [[f32; BLOCK]; GROUP]);
 
-/// Runs one tile: block `cb` (`[d][BLOCK]`) against the first `nq` queries of group `qg`
-/// (`[d][GROUP]`). Returns, per query, the bit mask of rows whose score beats `thr[j]` among the
-/// rows in `valid`; the scores of queries with a non-zero mask are written to `out`.
-#[inline(always)]
+/// What the last dimension slice of a tile does with the finished dot products.
+pub(crate) struct Epilogue<'a> {
+    /// Row factors (cosine) or none.
+    pub(crate) scale: &'a RowScale,
+    /// Running top-k threshold of each query of the group.
+    pub(crate) thr: &'a [f32],
+    /// Bit mask of the block rows that exist.
+    pub(crate) valid: u64,
+}
+
+/// Runs one dimension slice of a tile: block slice `cb` (`[kc][BLOCK]`) against the first `nq`
+/// queries of group slice `qg` (`[kc][GROUP]`).
+///
+/// The accumulators start from zero when `first`, else from `acc`. Without an epilogue the
+/// partial sums go back to `acc` and the masks are zero. With one, each query's scores are
+/// scaled, compared against `thr[j]` while in registers, and the mask of rows in `valid` that
+/// beat it is returned; the scores of queries with a non-zero mask are written to `acc`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn tile(isa: Isa, nq: usize, cb: &[f32], qg: &[f32], d: usize, scale: &RowScale, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
-    debug_assert!(cb.len() >= d * BLOCK && qg.len() >= d * GROUP && thr.len() >= nq && (1..=GROUP).contains(&nq));
+#[inline(always)]
+pub(crate) fn tile(isa: Isa, nq: usize, cb: &[f32], qg: &[f32], kc: usize, acc: &mut TileScores, first: bool, last: Option<&Epilogue<'_>>) -> [u64; GROUP] {
+    debug_assert!(cb.len() >= kc * BLOCK && qg.len() >= kc * GROUP && (1..=GROUP).contains(&nq));
+    debug_assert!(last.is_none_or(|e| e.thr.len() >= nq));
     macro_rules! dispatch {
         ($f:ident) => {
             match nq {
-                1 => $f::<1>(cb, qg, d, scale, thr, valid, out),
-                2 => $f::<2>(cb, qg, d, scale, thr, valid, out),
-                3 => $f::<3>(cb, qg, d, scale, thr, valid, out),
-                4 => $f::<4>(cb, qg, d, scale, thr, valid, out),
-                5 => $f::<5>(cb, qg, d, scale, thr, valid, out),
-                _ => $f::<6>(cb, qg, d, scale, thr, valid, out),
+                1 => $f::<1>(cb, qg, kc, acc, first, last),
+                2 => $f::<2>(cb, qg, kc, acc, first, last),
+                3 => $f::<3>(cb, qg, kc, acc, first, last),
+                4 => $f::<4>(cb, qg, kc, acc, first, last),
+                5 => $f::<5>(cb, qg, kc, acc, first, last),
+                _ => $f::<6>(cb, qg, kc, acc, first, last),
             }
         };
     }
@@ -263,31 +307,35 @@ pub(crate) fn tile(isa: Isa, nq: usize, cb: &[f32], qg: &[f32], d: usize, scale:
 }
 
 /// The reference kernel: plain loops, `mul_add` (a fused multiply-add, like the SIMD kernels).
-pub(crate) fn tile_scalar<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, scale: &RowScale, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
+pub(crate) fn tile_scalar<const NQ: usize>(cb: &[f32], qg: &[f32], kc: usize, io: &mut TileScores, first: bool, last: Option<&Epilogue<'_>>) -> [u64; GROUP] {
     let mut masks = [0u64; GROUP];
     for j in 0..NQ {
-        let mut acc = [0.0f32; BLOCK];
-        for t in 0..d {
+        let mut acc = if first { [0.0f32; BLOCK] } else { io.0[j] };
+        for t in 0..kc {
             let q = qg[t * GROUP + j];
             let c = &cb[t * BLOCK..(t + 1) * BLOCK];
             for r in 0..BLOCK {
                 acc[r] = q.mul_add(c[r], acc[r]);
             }
         }
-        if let RowScale::Rows(sc) = scale {
+        let Some(e) = last else {
+            io.0[j] = acc;
+            continue;
+        };
+        if let RowScale::Rows(sc) = e.scale {
             for r in 0..BLOCK {
                 acc[r] *= sc.0[r];
             }
         }
         let mut m = 0u64;
         for (r, &s) in acc.iter().enumerate() {
-            if s > thr[j] {
+            if s > e.thr[j] {
                 m |= 1 << r;
             }
         }
-        m &= valid;
+        m &= e.valid;
         if m != 0 {
-            out.0[j] = acc;
+            io.0[j] = acc;
         }
         masks[j] = m;
     }
@@ -296,12 +344,18 @@ pub(crate) fn tile_scalar<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, sca
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, scale: &RowScale, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
+unsafe fn tile_avx512<const NQ: usize>(cb: &[f32], qg: &[f32], kc: usize, io: &mut TileScores, first: bool, last: Option<&Epilogue<'_>>) -> [u64; GROUP] {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 4]; NQ];
+    if !first {
+        for (j, a) in acc.iter_mut().enumerate() {
+            let p = io.0[j].as_ptr();
+            *a = [_mm512_load_ps(p), _mm512_load_ps(p.add(16)), _mm512_load_ps(p.add(32)), _mm512_load_ps(p.add(48))];
+        }
+    }
     let mut c = cb.as_ptr();
     let mut q = qg.as_ptr();
-    for _ in 0..d {
+    for _ in 0..kc {
         let c0 = _mm512_load_ps(c);
         let c1 = _mm512_load_ps(c.add(16));
         let c2 = _mm512_load_ps(c.add(32));
@@ -316,7 +370,18 @@ unsafe fn tile_avx512<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, scale: 
         c = c.add(BLOCK);
         q = q.add(GROUP);
     }
-    if let RowScale::Rows(sc) = scale {
+    let mut masks = [0u64; GROUP];
+    let Some(e) = last else {
+        for (j, a) in acc.iter().enumerate() {
+            let p = io.0[j].as_mut_ptr();
+            _mm512_store_ps(p, a[0]);
+            _mm512_store_ps(p.add(16), a[1]);
+            _mm512_store_ps(p.add(32), a[2]);
+            _mm512_store_ps(p.add(48), a[3]);
+        }
+        return masks;
+    };
+    if let RowScale::Rows(sc) = e.scale {
         let p = sc.0.as_ptr();
         let (s0, s1, s2, s3) = (_mm512_load_ps(p), _mm512_load_ps(p.add(16)), _mm512_load_ps(p.add(32)), _mm512_load_ps(p.add(48)));
         for a in acc.iter_mut() {
@@ -326,16 +391,15 @@ unsafe fn tile_avx512<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, scale: 
             a[3] = _mm512_mul_ps(a[3], s3);
         }
     }
-    let mut masks = [0u64; GROUP];
     for (j, a) in acc.iter().enumerate() {
-        let t = _mm512_set1_ps(thr[j]);
+        let t = _mm512_set1_ps(e.thr[j]);
         let m = u64::from(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a[0], t))
             | u64::from(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a[1], t)) << 16
             | u64::from(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a[2], t)) << 32
             | u64::from(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a[3], t)) << 48;
-        let m = m & valid;
+        let m = m & e.valid;
         if m != 0 {
-            let o = out.0[j].as_mut_ptr();
+            let o = io.0[j].as_mut_ptr();
             _mm512_store_ps(o, a[0]);
             _mm512_store_ps(o.add(16), a[1]);
             _mm512_store_ps(o.add(32), a[2]);
@@ -348,15 +412,21 @@ unsafe fn tile_avx512<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, scale: 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, scale: &RowScale, thr: &[f32], valid: u64, out: &mut TileScores) -> [u64; GROUP] {
+unsafe fn tile_avx2<const NQ: usize>(cb: &[f32], qg: &[f32], kc: usize, io: &mut TileScores, first: bool, last: Option<&Epilogue<'_>>) -> [u64; GROUP] {
     use std::arch::x86_64::*;
     let mut masks = [0u64; GROUP];
-    // Four 16-row halves of the block, each 2 ymm x NQ queries (12 accumulators at most).
+    // Four 16-row quarters of the block, each 2 ymm x NQ queries (12 accumulators at most).
     for s in 0..BLOCK / 16 {
         let mut acc = [[_mm256_setzero_ps(); 2]; NQ];
+        if !first {
+            for (j, a) in acc.iter_mut().enumerate() {
+                let p = io.0[j].as_ptr().add(16 * s);
+                *a = [_mm256_load_ps(p), _mm256_load_ps(p.add(8))];
+            }
+        }
         let mut c = cb.as_ptr().add(16 * s);
         let mut q = qg.as_ptr();
-        for _ in 0..d {
+        for _ in 0..kc {
             let c0 = _mm256_load_ps(c);
             let c1 = _mm256_load_ps(c.add(8));
             for (j, a) in acc.iter_mut().enumerate() {
@@ -367,7 +437,15 @@ unsafe fn tile_avx2<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, scale: &R
             c = c.add(BLOCK);
             q = q.add(GROUP);
         }
-        if let RowScale::Rows(sc) = scale {
+        let Some(e) = last else {
+            for (j, a) in acc.iter().enumerate() {
+                let p = io.0[j].as_mut_ptr().add(16 * s);
+                _mm256_store_ps(p, a[0]);
+                _mm256_store_ps(p.add(8), a[1]);
+            }
+            continue;
+        };
+        if let RowScale::Rows(sc) = e.scale {
             let p = sc.0.as_ptr().add(16 * s);
             let (s0, s1) = (_mm256_load_ps(p), _mm256_load_ps(p.add(8)));
             for a in acc.iter_mut() {
@@ -376,15 +454,15 @@ unsafe fn tile_avx2<const NQ: usize>(cb: &[f32], qg: &[f32], d: usize, scale: &R
             }
         }
         for (j, a) in acc.iter().enumerate() {
-            let t = _mm256_set1_ps(thr[j]);
+            let t = _mm256_set1_ps(e.thr[j]);
             let m0 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a[0], t)) as u64;
             let m1 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a[1], t)) as u64;
-            let m = ((m0 | m1 << 8) << (16 * s)) & valid;
-            if m != 0 {
-                let o = out.0[j].as_mut_ptr().add(16 * s);
-                _mm256_store_ps(o, a[0]);
-                _mm256_store_ps(o.add(8), a[1]);
-            }
+            let m = ((m0 | m1 << 8) << (16 * s)) & e.valid;
+            // Scores of every quarter go out (not only quarters with a hit) so the whole row of
+            // a query with any hit is final, as in the other kernels.
+            let o = io.0[j].as_mut_ptr().add(16 * s);
+            _mm256_store_ps(o, a[0]);
+            _mm256_store_ps(o.add(8), a[1]);
             masks[j] |= m;
         }
     }
@@ -406,12 +484,23 @@ mod tests {
             let mut seed = 7;
             let c: Vec<f32> = (0..n * d).map(|_| lcg(&mut seed)).collect();
             let blocks: usize = (end - start).div_ceil(BLOCK);
-            let mut a = vec![f32::NAN; blocks * d * BLOCK];
-            let mut b = vec![f32::NAN; blocks * d * BLOCK];
-            pack_corpus_scalar(&c, d, start, end, &mut a);
-            for isa in Isa::available() {
-                pack_corpus(isa, &c, d, start, end, &mut b);
-                assert_eq!(a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), b.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{isa:?} n={n} d={d}");
+            for (t0, t1) in [(0, d), (d / 3, d), (0, d.div_ceil(2))] {
+                if t0 >= t1 {
+                    continue;
+                }
+                let kc = t1 - t0;
+                let mut a = vec![f32::NAN; blocks * kc * BLOCK];
+                let mut b = vec![f32::NAN; blocks * kc * BLOCK];
+                pack_corpus_scalar(&c, d, start, end, t0, t1, &mut a);
+                for r in 0..(end - start) {
+                    for t in t0..t1 {
+                        assert_eq!(a[(r / BLOCK) * kc * BLOCK + (t - t0) * BLOCK + r % BLOCK], c[(start + r) * d + t]);
+                    }
+                }
+                for isa in Isa::available() {
+                    pack_corpus(isa, &c, d, start, end, t0, t1, &mut b);
+                    assert_eq!(a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), b.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{isa:?} n={n} d={d}");
+                }
             }
         }
     }
@@ -429,11 +518,25 @@ mod tests {
             let valid = u64::MAX >> 3;
             for (si, scale) in [RowScale::None, RowScale::Rows(Box::new(Aligned64(std::array::from_fn(|r| 0.5 + r as f32 / 7.0))))].iter().enumerate() {
             for nq in 1..=GROUP {
+                let e = Epilogue { scale, thr: &thr, valid };
                 let mut want = TileScores([[0.0; BLOCK]; GROUP]);
-                let wm = tile(Isa::Scalar, nq, cbuf.as_slice(), qbuf.as_slice(), d, &scale, &thr, valid, &mut want);
+                let wm = tile(Isa::Scalar, nq, cbuf.as_slice(), qbuf.as_slice(), d, &mut want, true, Some(&e));
                 for isa in Isa::available() {
+                    // in one slice, and split into dimension slices with partial sums in between
                     let mut got = TileScores([[0.0; BLOCK]; GROUP]);
-                    let gm = tile(isa, nq, cbuf.as_slice(), qbuf.as_slice(), d, &scale, &thr, valid, &mut got);
+                    let gm = tile(isa, nq, cbuf.as_slice(), qbuf.as_slice(), d, &mut got, true, Some(&e));
+                    let mut split = TileScores([[f32::NAN; BLOCK]; GROUP]);
+                    let h = d / 2;
+                    if h > 0 {
+                        tile(isa, nq, cbuf.as_slice(), qbuf.as_slice(), h, &mut split, true, None);
+                        let sm = tile(isa, nq, &cbuf.as_slice()[h * BLOCK..], &qbuf.as_slice()[h * GROUP..], d - h, &mut split, false, Some(&e));
+                        assert_eq!(sm, gm);
+                        for j in 0..nq {
+                            for r in (0..BLOCK).filter(|r| gm[j] >> r & 1 == 1) {
+                                assert_eq!(split.0[j][r].to_bits(), got.0[j][r].to_bits());
+                            }
+                        }
+                    }
                     assert_eq!(wm, gm, "{isa:?} d={d} nq={nq}");
                     for j in 0..nq {
                         for r in 0..BLOCK {

@@ -17,7 +17,7 @@ use crate::exclude::Exclusions;
 use crate::matrix::MatrixRef;
 use heap::Heaps;
 pub use kernel::Isa;
-use kernel::{pack_corpus, pack_queries, tile, Aligned64, AlignedBuf, RowScale, TileScores, BLOCK, GROUP};
+use kernel::{pack_corpus, pack_queries, tile, Aligned64, AlignedBuf, Epilogue, RowScale, TileScores, BLOCK, GROUP};
 
 /// Options of [`search`].
 #[derive(Clone, Copy, Debug)]
@@ -34,6 +34,9 @@ pub struct SearchOptions<'a> {
     pub isa: Option<Isa>,
     /// Corpus rows per chunk (rounded to the block size); `None` picks one that fits in L2.
     pub chunk_rows: Option<usize>,
+    /// Dimensions per slice (partial sums are kept between slices); `None` picks one that keeps
+    /// a block's slice in L1.
+    pub dim_slice: Option<usize>,
     /// One factor per corpus row multiplied into its scores (cosine over an un-normalised corpus
     /// passes the inverse row norms from [`crate::matrix::inverse_norms`]).
     pub row_scale: Option<&'a [f32]>,
@@ -42,7 +45,7 @@ pub struct SearchOptions<'a> {
 impl<'a> SearchOptions<'a> {
     /// Options for `k` results with every other setting at its default.
     pub fn new(k: usize) -> Self {
-        SearchOptions { k, exclude: None, threads: 0, cancel: None, isa: None, chunk_rows: None, row_scale: None }
+        SearchOptions { k, exclude: None, threads: 0, cancel: None, isa: None, chunk_rows: None, dim_slice: None, row_scale: None }
     }
 }
 
@@ -112,12 +115,13 @@ pub fn search(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOption
 
     let qpack = pack_queries(queries.data(), nq, d);
     let groups = nq.div_ceil(GROUP);
-    let chunk = chunk_rows(opts.chunk_rows, d, groups);
+    let kc = dim_slice(opts.dim_slice, d, groups);
+    let chunk = chunk_rows(opts.chunk_rows, kc, groups);
     let blocks = n.div_ceil(BLOCK);
     let threads = threads.min(blocks).max(1);
     // Contiguous slices of whole blocks, one per thread.
     let per = blocks.div_ceil(threads);
-    let job = Job { corpus, qpack: qpack.as_slice(), nq, d, k, exclude: opts.exclude, cancel: opts.cancel, isa, chunk, row_scale: opts.row_scale };
+    let job = Job { corpus, qpack: qpack.as_slice(), nq, d, k, exclude: opts.exclude, cancel: opts.cancel, isa, chunk, kc, row_scale: opts.row_scale };
     let parts: Vec<Heaps> = if threads == 1 {
         vec![job.run(0, n)?]
     } else {
@@ -181,13 +185,25 @@ pub fn score_ids(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, row_scale: Optio
     Ok(out)
 }
 
-fn chunk_rows(requested: Option<usize>, d: usize, groups: usize) -> usize {
+fn dim_slice(requested: Option<usize>, d: usize, groups: usize) -> usize {
+    match requested {
+        Some(kc) => kc.clamp(1, d),
+        // Few queries: whole rows, so the corpus streams through in order.
+        None if groups <= 2 => d,
+        // 128 dimensions x 64 rows x 4 bytes = 32 KiB: a block's slice stays in L1 while every
+        // query group runs over it. Small dimensions are not worth splitting.
+        None if d <= 192 => d,
+        None => 128,
+    }
+}
+
+fn chunk_rows(requested: Option<usize>, kc: usize, groups: usize) -> usize {
     let rows = match requested {
         Some(r) => r,
-        // Few queries: stream block by block. Otherwise a chunk of about 512 KiB stays in L2
-        // while every query group runs over it.
+        // Few queries: stream block by block, the corpus is read once at memory speed.
+        // Otherwise a chunk slice of about 256 KiB stays in L2 while every group runs over it.
         None if groups <= 2 => BLOCK,
-        None => (512 * 1024) / (d * 4),
+        None => (256 * 1024) / (kc * 4),
     };
     (rows.div_ceil(BLOCK) * BLOCK).clamp(BLOCK, 64 * BLOCK)
 }
@@ -202,17 +218,24 @@ struct Job<'a> {
     cancel: Option<&'a AtomicBool>,
     isa: Isa,
     chunk: usize,
+    kc: usize,
     row_scale: Option<&'a [f32]>,
 }
 
 impl Job<'_> {
     /// Searches corpus rows `start..end` and returns this slice's per-query heaps.
+    ///
+    /// Loop order: chunk of rows -> dimension slice (packed once) -> block -> query group. A
+    /// block's slice stays in L1 while every query group runs over it; partial sums of each
+    /// (block, group) tile wait in `accs` between slices; the last slice runs the epilogue.
     fn run(&self, start: usize, end: usize) -> Result<Heaps> {
-        let (d, nq) = (self.d, self.nq);
+        let (d, nq, kc) = (self.d, self.nq, self.kc);
         let mut heaps = Heaps::new(nq, self.k);
-        let mut packed = AlignedBuf::zeroed(self.chunk * d);
-        let mut scores = Box::new(TileScores([[0.0; BLOCK]; GROUP]));
         let groups = nq.div_ceil(GROUP);
+        let slices = d.div_ceil(kc);
+        let mut packed = AlignedBuf::zeroed(self.chunk * kc);
+        let tiles = if slices > 1 { (self.chunk / BLOCK) * groups } else { 1 };
+        let mut accs: Vec<TileScores> = (0..tiles).map(|_| TileScores([[0.0; BLOCK]; GROUP])).collect();
         let mut block_scales: Vec<RowScale> = Vec::new();
         let mut c0 = start;
         while c0 < end {
@@ -221,7 +244,6 @@ impl Job<'_> {
             }
             let c1 = (c0 + self.chunk).min(end);
             let blocks = (c1 - c0).div_ceil(BLOCK);
-            pack_corpus(self.isa, self.corpus.data(), d, c0, c1, packed.as_mut_slice());
             block_scales.clear();
             for b in 0..blocks {
                 block_scales.push(match self.row_scale {
@@ -235,20 +257,33 @@ impl Job<'_> {
                     }
                 });
             }
-            for g in 0..groups {
-                let q0 = g * GROUP;
-                let gq = (nq - q0).min(GROUP);
-                let qg = &self.qpack[g * d * GROUP..(g + 1) * d * GROUP];
+            for s in 0..slices {
+                let (t0, t1) = (s * kc, ((s + 1) * kc).min(d));
+                let w = t1 - t0;
+                let (first, last) = (s == 0, s + 1 == slices);
+                pack_corpus(self.isa, self.corpus.data(), d, c0, c1, t0, t1, packed.as_mut_slice());
                 for b in 0..blocks {
+                    let cb = &packed.as_slice()[b * w * BLOCK..(b + 1) * w * BLOCK];
                     let row0 = c0 + b * BLOCK;
                     let live = (c1 - row0).min(BLOCK);
                     let valid = if live == BLOCK { u64::MAX } else { (1u64 << live) - 1 };
-                    let cb = &packed.as_slice()[b * d * BLOCK..(b + 1) * d * BLOCK];
-                    let thr = &heaps.thresholds()[q0..q0 + gq];
-                    let masks = tile(self.isa, gq, cb, qg, d, &block_scales[b], thr, valid, &mut scores);
-                    for (j, &m) in masks.iter().enumerate().take(gq) {
-                        if m != 0 {
-                            self.insert(&mut heaps, q0 + j, row0, m, &scores.0[j]);
+                    for g in 0..groups {
+                        let q0 = g * GROUP;
+                        let gq = (nq - q0).min(GROUP);
+                        let qg = &self.qpack[g * d * GROUP + t0 * GROUP..g * d * GROUP + t1 * GROUP];
+                        let acc = &mut accs[if slices > 1 { b * groups + g } else { 0 }];
+                        if !last {
+                            tile(self.isa, gq, cb, qg, w, acc, first, None);
+                            continue;
+                        }
+                        let mut thr = [0.0f32; GROUP];
+                        thr[..gq].copy_from_slice(&heaps.thresholds()[q0..q0 + gq]);
+                        let e = Epilogue { scale: &block_scales[b], thr: &thr, valid };
+                        let masks = tile(self.isa, gq, cb, qg, w, acc, first, Some(&e));
+                        for (j, &m) in masks.iter().enumerate().take(gq) {
+                            if m != 0 {
+                                self.insert(&mut heaps, q0 + j, row0, m, &acc.0[j]);
+                            }
                         }
                     }
                 }
@@ -349,8 +384,8 @@ mod tests {
                 let want = reference(&q, &c, d, k, None);
                 for isa in Isa::available() {
                     for threads in [1, 2, 3] {
-                        for chunk in [None, Some(64), Some(192)] {
-                            let opts = SearchOptions { isa: Some(isa), threads, chunk_rows: chunk, ..SearchOptions::new(k) };
+                        for (chunk, kc) in [(None, None), (Some(64), Some(2)), (Some(192), Some(5)), (None, Some(1))] {
+                            let opts = SearchOptions { isa: Some(isa), threads, chunk_rows: chunk, dim_slice: kc, ..SearchOptions::new(k) };
                             assert_eq!(search(qm, cm, &opts).unwrap(), want, "{isa:?} t={threads} nq={nq} n={n} d={d} k={k} ints={ints}");
                         }
                     }
