@@ -1,6 +1,7 @@
 """hardneg: Rust-accelerated negative sampling for training embedding models.
 
 * :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions.
+* :func:`select_negatives`: filters, rank window and top/random/SimANS sampling over candidate lists.
 
 Examples
 --------
@@ -22,6 +23,7 @@ from .errors import (
     ShapeError,
 )
 from .index import FlatIndex, topk
+from .selection import Selection, select_negatives
 
 __version__: str = _hardneg.__version__
 
@@ -29,6 +31,8 @@ __all__ = [
     "__version__",
     "FlatIndex",
     "topk",
+    "select_negatives",
+    "Selection",
     "HardnegError",
     "ShapeError",
     "DTypeError",

@@ -30,3 +30,29 @@ def isa() -> str: ...
 def available_isas() -> list[str]: ...
 def normalize_rows(a: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
 def check_finite(a: npt.NDArray[np.float32], what: str, *, threads: int = 0) -> None: ...
+def select_negatives(
+    candidate_scores: npt.NDArray[np.float32],
+    candidate_ids: npt.NDArray[np.int64],
+    positive_offsets: npt.NDArray[np.int64],
+    positive_values: npt.NDArray[np.float32],
+    *,
+    num_negatives: int,
+    range_min: int = 0,
+    range_max: int | None = None,
+    min_score: float | None = None,
+    max_score: float | None = None,
+    absolute_margin: float | None = None,
+    relative_margin: float | None = None,
+    sampling: str = "top",
+    simans_a: float = 0.5,
+    simans_b: float = 0.0,
+    seed: int = 0,
+    query_offset: int = 0,
+    threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], dict[str, int]]: ...
+def pair_scores(
+    queries: npt.NDArray[np.float32],
+    corpus: npt.NDArray[np.float32],
+    offsets: npt.NDArray[np.int64],
+    ids: npt.NDArray[np.int64],
+) -> npt.NDArray[np.float32]: ...

@@ -4,6 +4,7 @@
 //!   exclusions; the score matrix is never materialised.
 //! * [`matrix`]: borrowed row-major matrices and their validation (shape, finiteness).
 //! * [`exclude`]: per-query id lists that a search must never return.
+//! * [`mine`]: hard-negative selection (filters, rank window, top/random/SimANS sampling).
 //!
 //! Nothing here knows about Python: errors are the typed [`Error`] enum and cancellation is an
 //! [`std::sync::atomic::AtomicBool`] polled between corpus chunks.
@@ -11,6 +12,7 @@
 pub mod error;
 pub mod exclude;
 pub mod matrix;
+pub mod mine;
 pub mod topk;
 
 pub use error::{Error, Result};

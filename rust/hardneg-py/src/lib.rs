@@ -7,6 +7,7 @@
 mod detach;
 mod errors;
 mod index;
+mod mine;
 
 use pyo3::prelude::*;
 
@@ -19,5 +20,7 @@ fn _hardneg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(index::available_isas, m)?)?;
     m.add_function(wrap_pyfunction!(index::normalize_rows, m)?)?;
     m.add_function(wrap_pyfunction!(index::check_finite, m)?)?;
+    m.add_function(wrap_pyfunction!(mine::select_negatives, m)?)?;
+    m.add_function(wrap_pyfunction!(mine::pair_scores, m)?)?;
     Ok(())
 }
