@@ -1,6 +1,7 @@
 """hardneg: Rust-accelerated negative sampling for training embedding models.
 
 * :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions.
+* :func:`mine` / :class:`Mined`: streaming hard-negative mining (search, filters, window, sampling).
 * :func:`select_negatives`: filters, rank window and top/random/SimANS sampling over candidate lists.
 
 Examples
@@ -18,12 +19,15 @@ from .errors import (
     DTypeError,
     HardnegError,
     IdOutOfRangeError,
+    InputFileError,
     NonFiniteError,
+    OutputDirError,
     ParameterError,
     ShapeError,
 )
 from .index import FlatIndex, topk
 from .selection import Selection, select_negatives
+from .mining import Mined, mine
 
 __version__: str = _hardneg.__version__
 
@@ -32,6 +36,8 @@ __all__ = [
     "FlatIndex",
     "topk",
     "select_negatives",
+    "mine",
+    "Mined",
     "Selection",
     "HardnegError",
     "ShapeError",
@@ -39,4 +45,6 @@ __all__ = [
     "NonFiniteError",
     "IdOutOfRangeError",
     "ParameterError",
+    "InputFileError",
+    "OutputDirError",
 ]

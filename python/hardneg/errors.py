@@ -23,6 +23,8 @@ __all__ = [
     "NonFiniteError",
     "IdOutOfRangeError",
     "ParameterError",
+    "InputFileError",
+    "OutputDirError",
 ]
 
 
@@ -48,3 +50,11 @@ class IdOutOfRangeError(HardnegError, IndexError):
 
 class ParameterError(HardnegError, ValueError):
     """A parameter has an impossible value (``k < 1``, ``k`` larger than the corpus, ...)."""
+
+
+class InputFileError(HardnegError, ValueError):
+    """An input file (``.npy``) is missing, unreadable or malformed."""
+
+
+class OutputDirError(HardnegError, ValueError):
+    """An output directory holds something else: another job's results or unrelated files."""

@@ -1,0 +1,566 @@
+"""Streaming hard-negative mining: :func:`mine` and its result :class:`Mined`.
+
+Queries are processed in chunks: each chunk is searched with :meth:`FlatIndex.search` (the
+query's positives and ``exclude`` ids are skipped inside the search, ``k = range_max``), its
+positives are scored in Rust exactly as the search scores candidates, and
+:func:`hardneg.select_negatives` picks the negatives. Memory is bounded by the chunk size and
+``range_max`` (plus the corpus itself, which may be a read-only ``np.memmap``), never by
+``Q x N``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence, Union
+
+import numpy as np
+
+from . import _hardneg
+from ._arrays import as_count, as_matrix, as_threads
+from .errors import DTypeError, IdOutOfRangeError, InputFileError, NonFiniteError, ParameterError, ShapeError
+from .index import FlatIndex
+from .selection import SIMANS_A, SIMANS_B, STAT_NAMES, Sampling, _opt_float, _seed, check_sampling
+
+__all__ = ["mine", "Mined", "default_range_max", "load_matrix"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Progress = Union[None, bool, Callable[[int, int], Any]]
+
+#: Queries per search call when ``chunk_size`` is not given.
+DEFAULT_CHUNK = 8192
+
+_FILTER_RULES = ("absolute_margin", "relative_margin", "max_score", "min_score")
+
+
+def default_range_max(range_min: int, num_negatives: int, max_positives: int, filtered: bool) -> int:
+    """``range_max`` as sentence-transformers derives it when it is not given.
+
+    ``range_min + 10 * num_negatives + max_positives`` when a rule that removes candidates
+    (``absolute_margin``, ``relative_margin``, ``max_score``) is set, else
+    ``range_min + num_negatives + max_positives``; ``max_positives`` is the largest number of
+    positives of any query.
+
+    Examples
+    --------
+    >>> from hardneg.mining import default_range_max
+    >>> default_range_max(0, 8, 1, filtered=True), default_range_max(2, 3, 1, filtered=False)
+    (81, 6)
+    """
+    return range_min + (10 if filtered else 1) * num_negatives + max_positives
+
+
+def load_matrix(x: Any, what: str) -> Any:
+    """Opens a ``.npy`` path read-only memory-mapped; arrays and :class:`FlatIndex` pass through.
+
+    Raises :class:`InputFileError` for a missing, unreadable or malformed file.
+    """
+    if isinstance(x, (str, os.PathLike)):
+        path = os.fspath(x)
+        if not os.path.isfile(path):
+            raise InputFileError(f"{what} file {path!r} does not exist; pass the path of a .npy file")
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - numpy raises ValueError/OSError/EOFError/... for bad files
+            raise InputFileError(f"{what} file {path!r} is not a readable .npy array ({type(e).__name__}: {e}); "
+                                 "write it with numpy.save") from e
+        if not isinstance(arr, np.ndarray):
+            raise InputFileError(f"{what} file {path!r} is not a .npy array (an .npz archive?); save one array with numpy.save")
+        return arr
+    return x
+
+
+def _check_dim(arr: Any, what: str) -> None:
+    shape = getattr(arr, "shape", None)
+    dtype = getattr(arr, "dtype", None)
+    if shape is None or dtype is None:
+        return
+    if np.dtype(dtype).kind not in "fiub":
+        raise DTypeError(f"{what} has dtype {dtype}; pass real numbers (float32 preferred)")
+    if len(shape) != 2:
+        raise ShapeError(f"{what} must be 2-D [rows, dim], got shape {tuple(shape)}")
+    if shape[0] == 0 or shape[1] == 0:
+        raise ShapeError(f"{what} is empty (shape {tuple(shape)}); pass at least one row and one column")
+
+
+def _ids_to_csr(x: Any, rows: int, n: int, what: str, allow_1d: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query ids as CSR ``(offsets, ids)``; ``-1`` is padding. Checks the range."""
+    x = load_matrix(x, what) if isinstance(x, (str, os.PathLike)) else x
+    if isinstance(x, np.ndarray) or (hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, (list, tuple))):
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "iu":
+            raise DTypeError(f"{what} must hold integer corpus ids, got dtype {arr.dtype}")
+        if arr.ndim == 1 and allow_1d:
+            arr = arr[:, None]
+        if arr.ndim != 2:
+            hint = "1-D [Q] (one per query), " if allow_1d else ""
+            raise ShapeError(f"{what} must be {hint}2-D [Q, m] padded with -1, or a list of id sequences; got shape {arr.shape}")
+        if arr.shape[0] != rows:
+            raise ShapeError(f"{what} has {arr.shape[0]} rows but there are {rows} queries; give one row per query")
+        offsets = np.arange(rows + 1, dtype=np.int64) * arr.shape[1]
+        ids = np.ascontiguousarray(arr, dtype=np.int64).reshape(-1)
+    else:
+        if isinstance(x, (str, bytes)) or not isinstance(x, Sequence):
+            raise DTypeError(f"{what} must be an int array or a list of int sequences, got {type(x).__name__}")
+        if len(x) != rows:
+            raise ShapeError(f"{what} has {len(x)} rows but there are {rows} queries; give one row per query")
+        parts = []
+        for i, row in enumerate(x):
+            a = np.asarray([] if row is None else row)
+            if a.ndim == 0:
+                a = a.reshape(1)
+            if a.size and a.dtype.kind not in "iu":
+                raise DTypeError(f"{what} row {i} must hold integer corpus ids, got {a.dtype}")
+            parts.append(a.astype(np.int64).reshape(-1))
+        counts = np.fromiter((p.size for p in parts), dtype=np.int64, count=rows)
+        offsets = np.zeros(rows + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    bad = (ids < -1) | (ids >= n)
+    if bad.any():
+        j = int(np.argmax(bad))
+        row = int(np.searchsorted(offsets, j, side="right") - 1)
+        raise IdOutOfRangeError(f"{what} for query {row} holds id {int(ids[j])}, outside the corpus ids 0..{n}; "
+                                "use -1 only as padding")
+    return offsets, ids
+
+
+def _row_labels(offsets: np.ndarray) -> np.ndarray:
+    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+
+
+def _unique_counts(offsets: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
+    """Distinct non-padding ids per row."""
+    rows = len(offsets) - 1
+    lab = _row_labels(offsets)
+    keep = ids != -1
+    key = np.unique(lab[keep] * np.int64(n) + ids[keep])
+    return np.bincount(key // np.int64(n), minlength=rows).astype(np.int64) if key.size else np.zeros(rows, np.int64)
+
+
+def _merge_csr(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise concatenation of two CSR lists with the same number of rows."""
+    (ao, ai), (bo, bi) = a, b
+    lab = np.concatenate([_row_labels(ao), _row_labels(bo)])
+    ids = np.concatenate([ai, bi])
+    order = np.argsort(lab, kind="stable")
+    offsets = ao + bo
+    return offsets.astype(np.int64), ids[order]
+
+
+def _slice_csr(offsets: np.ndarray, ids: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = offsets[a], offsets[b]
+    return offsets[a : b + 1] - lo, ids[lo:hi]
+
+
+def _csr_to_padded(offsets: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """CSR rows as a 2-D array padded with -1 (at least one column)."""
+    rows = len(offsets) - 1
+    counts = np.diff(offsets)
+    out = np.full((rows, max(int(counts.max()) if rows else 0, 1)), -1, np.int64)
+    lab = _row_labels(offsets)
+    out[lab, np.arange(len(ids), dtype=np.int64) - offsets[lab]] = ids
+    return out
+
+
+def _describe(x: np.ndarray) -> dict[str, float]:
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        return {"count": 0, "mean": math.nan, "std": math.nan, "min": math.nan, "25%": math.nan, "50%": math.nan,
+                "75%": math.nan, "max": math.nan}
+    q = np.quantile(x, [0.25, 0.5, 0.75])
+    return {"count": int(x.size), "mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else 0.0,
+            "min": float(x.min()), "25%": float(q[0]), "50%": float(q[1]), "75%": float(q[2]), "max": float(x.max())}
+
+
+@dataclass
+class Mined:
+    """The result of :func:`mine`.
+
+    Attributes
+    ----------
+    negatives : ndarray of int64, shape (Q, num_negatives)
+        Corpus ids of each query's negatives in rank order (descending score), ``-1`` where the
+        query had too few valid candidates.
+    scores : ndarray of float32, shape (Q, num_negatives)
+        Their scores, NaN where ``negatives`` is ``-1``.
+    positives : ndarray of int64, shape (Q, P)
+        Each query's positives as given, padded with ``-1``.
+    positive_scores : ndarray of float32, shape (Q, P)
+        Their scores (the same computation as the search's), NaN for padding.
+    stats : dict
+        Counters (``candidates``, ``skipped_<rule>`` for every filter and for ``range_min`` /
+        ``range_max``, ``window``, ``short_queries``, ``empty_queries``, ``missing_negatives``) and
+        ``score_distribution``: count/mean/std/min/quartiles/max of the positive scores, of the
+        negative scores and of the differences (lowest positive of the query minus negative).
+    params : dict
+        The resolved arguments (``range_max`` included).
+    """
+
+    negatives: np.ndarray
+    scores: np.ndarray
+    positives: np.ndarray
+    positive_scores: np.ndarray
+    stats: dict[str, Any]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.negatives.shape[0])
+
+    def summary(self) -> str:
+        """A readable table of the score distributions and what each rule removed."""
+        return format_summary(self.stats, self.params)
+
+    def to_arrow(self) -> Any:
+        """A ``pyarrow.Table`` with one row per query.
+
+        Columns: ``query`` (int64 index), ``negatives`` (fixed-size list of int64, ``-1`` padding),
+        ``scores`` (fixed-size list of float32, NaN padding), ``positives`` and
+        ``positive_scores`` (fixed-size lists, padded likewise).
+        """
+        return to_arrow_table(np.arange(len(self), dtype=np.int64), self.negatives, self.scores, self.positives,
+                              self.positive_scores)
+
+    def to_pandas(self) -> Any:
+        """``to_arrow().to_pandas()``: a ``pandas.DataFrame`` with one row per query (list cells as arrays)."""
+        return self.to_arrow().to_pandas()
+
+
+def to_arrow_table(query: np.ndarray, negatives: np.ndarray, scores: np.ndarray, positives: np.ndarray,
+                   positive_scores: np.ndarray) -> Any:
+    """The Arrow layout shared by :meth:`Mined.to_arrow` and the Parquet shards of ``mine_to_disk``."""
+    import pyarrow as pa
+
+    def fixed(a: np.ndarray, typ: Any) -> Any:
+        width = a.shape[1]
+        return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(a).reshape(-1), type=typ), width)
+
+    return pa.table({
+        "query": pa.array(query, type=pa.int64()),
+        "negatives": fixed(negatives, pa.int64()),
+        "scores": fixed(scores, pa.float32()),
+        "positives": fixed(positives, pa.int64()),
+        "positive_scores": fixed(positive_scores, pa.float32()),
+    })
+
+
+def format_summary(stats: dict[str, Any], params: dict[str, Any]) -> str:
+    """Renders :meth:`Mined.summary`."""
+    lines = []
+    dist = stats.get("score_distribution", {})
+    cols = ("positive", "negative", "difference")
+    lines.append(f"{'Metric':<8}" + "".join(f"{c.capitalize():>14}" for c in cols))
+    for key in ("count", "mean", "std", "min", "25%", "50%", "75%", "max"):
+        row = f"{key.capitalize():<8}"
+        for c in cols:
+            v = dist.get(c, {}).get(key, math.nan)
+            row += f"{v:>14,}" if key == "count" else f"{v:>14.4f}"
+        lines.append(row)
+    cand = max(int(stats.get("candidates", 0)), 1)
+    for rule in _FILTER_RULES + ("range_min", "range_max"):
+        skipped = int(stats.get(f"skipped_{rule}", 0))
+        value = params.get(rule)
+        if skipped or (rule in _FILTER_RULES and value is not None):
+            lines.append(f"Skipped {skipped:,} of {int(stats.get('candidates', 0)):,} candidates ({skipped / cand:.2%}) "
+                         f"due to {rule}={value}.")
+    q = max(int(stats.get("queries", 0)), 1)
+    short = int(stats.get("short_queries", 0))
+    n = params.get("num_negatives")
+    lines.append(f"Queries: {int(stats.get('queries', 0)):,}; {short:,} ({short / q:.2%}) got fewer than {n} negatives "
+                 f"({int(stats.get('missing_negatives', 0)):,} missing, {int(stats.get('empty_queries', 0)):,} queries with none).")
+    if short:
+        lines.append("To find more negatives, raise range_max or loosen range_min / the margins / the score bounds.")
+    return "\n".join(lines)
+
+
+def score_distribution(positive_scores: np.ndarray, negatives: np.ndarray, scores: np.ndarray) -> dict[str, dict[str, float]]:
+    """Distributions of positive scores, negative scores and (lowest positive - negative) differences."""
+    pos = positive_scores[~np.isnan(positive_scores)]
+    found = negatives != -1
+    neg = scores[found]
+    pmin = np.fmin.reduce(positive_scores, axis=1) if positive_scores.shape[1] else np.full(len(scores), np.nan)
+    diff = (pmin[:, None].astype(np.float64) - scores.astype(np.float64))[found]
+    diff = diff[~np.isnan(diff)]
+    return {"positive": _describe(pos), "negative": _describe(neg), "difference": _describe(diff)}
+
+
+class _Plan:
+    """Everything a mining run needs, validated once; :meth:`run` mines a range of queries."""
+
+    def __init__(self, queries: Any, corpus: Any, positives: Any, *, num_negatives: Any, metric: Any, range_min: Any,
+                 range_max: Any, min_score: Any, max_score: Any, absolute_margin: Any, relative_margin: Any,
+                 sampling: Any, seed: Any, exclude: Any, threads: Any, simans_a: Any, simans_b: Any,
+                 chunk_size: Any) -> None:
+        # Arguments first (cheap), then the arrays.
+        self.num_negatives = as_count(num_negatives, "num_negatives")
+        self.range_min = as_count(range_min, "range_min", minimum=0)
+        self.sampling, self.simans_a, self.simans_b = check_sampling(sampling, simans_a, simans_b)
+        self.seed = _seed(seed)
+        self.filters = {k: _opt_float(v, k) for k, v in zip(_FILTER_RULES, (absolute_margin, relative_margin,
+                                                                             max_score, min_score))}
+        if (self.filters["min_score"] is not None and self.filters["max_score"] is not None
+                and self.filters["min_score"] > self.filters["max_score"]):
+            raise ParameterError(f"min_score={min_score} is above max_score={max_score}, so no candidate could pass; "
+                                 "lower min_score or raise max_score")
+        self.threads = as_threads(threads)
+        self.chunk_size = DEFAULT_CHUNK if chunk_size is None else as_count(chunk_size, "chunk_size")
+        if metric not in ("ip", "cosine"):
+            raise ParameterError(f"metric must be 'ip' or 'cosine', got {metric!r}")
+
+        self.queries = load_matrix(queries, "queries")
+        _check_dim(self.queries, "queries")
+        if not hasattr(self.queries, "shape"):
+            self.queries = as_matrix(self.queries, "queries")
+        corpus = load_matrix(corpus, "corpus")
+        if isinstance(corpus, FlatIndex):
+            if corpus.metric != metric:
+                raise ParameterError(f"the corpus index was built with metric={corpus.metric!r} but metric={metric!r} "
+                                     f"was asked; pass metric={corpus.metric!r} or build the index with metric={metric!r}")
+            self.index = corpus
+        else:
+            _check_dim(corpus, "corpus")
+            self.index = FlatIndex(corpus, metric=metric, threads=threads)
+        self.metric = metric
+        self.n = len(self.index)
+        self.rows = int(self.queries.shape[0])
+        if int(self.queries.shape[1]) != self.index.dim:
+            raise ShapeError(f"queries have dimension {self.queries.shape[1]} but the corpus has dimension "
+                             f"{self.index.dim}; embed both with the same model")
+
+        self.pos = _ids_to_csr(positives, self.rows, self.n, "positives", allow_1d=True)
+        self.pos_width = int(np.diff(self.pos[0]).max()) if self.rows else 0
+        pos_counts = _unique_counts(*self.pos, self.n)
+        self.max_positives = int(pos_counts.max()) if self.rows else 0
+        needs = next((k for k in ("absolute_margin", "relative_margin") if self.filters[k] is not None), None)
+        if needs is None and self.sampling == "simans":
+            needs = "sampling='simans'"
+        if needs is not None and (pos_counts == 0).any():
+            q = int(np.argmax(pos_counts == 0))
+            raise ParameterError(f"query {q} has no positive, but {needs} is measured from the query's lowest positive "
+                                 "score; give every query at least one positive, or drop the queries without one")
+        self.excl = (self.pos if exclude is None
+                     else _merge_csr(self.pos, _ids_to_csr(exclude, self.rows, self.n, "exclude", allow_1d=True)))
+        filtered = any(self.filters[k] is not None for k in ("absolute_margin", "relative_margin", "max_score"))
+        if range_max is None:
+            self.range_max = default_range_max(self.range_min, self.num_negatives, self.max_positives, filtered)
+        else:
+            self.range_max = as_count(range_max, "range_max")
+        if self.range_min >= self.range_max:
+            raise ParameterError(f"range_min={self.range_min} must be smaller than range_max={self.range_max}; "
+                                 "lower range_min or raise range_max")
+        if self.num_negatives > self.range_max - self.range_min:
+            raise ParameterError(
+                f"num_negatives={self.num_negatives} is larger than the window: only {self.range_max - self.range_min} "
+                f"candidates remain after skipping the first range_min={self.range_min} of range_max={self.range_max}; "
+                "lower num_negatives or range_min, or raise range_max")
+
+    def params(self) -> dict[str, Any]:
+        """The resolved arguments that determine the output."""
+        return {"num_negatives": self.num_negatives, "metric": self.metric, "range_min": self.range_min,
+                "range_max": self.range_max, **self.filters, "sampling": self.sampling, "seed": self.seed,
+                "simans_a": self.simans_a, "simans_b": self.simans_b}
+
+    def check_queries_finite(self) -> None:
+        """Raises NonFiniteError naming the first query row with NaN/Inf (streamed, bounded memory)."""
+        for a in range(0, self.rows, self.chunk_size):
+            b = min(a + self.chunk_size, self.rows)
+            block = np.asarray(self.queries[a:b])
+            ok = np.isfinite(block).all(axis=1)
+            if not ok.all():
+                raise NonFiniteError(f"queries has a non-finite value (NaN or Inf) in row {a + int(np.argmin(ok))}; "
+                                     "drop or repair that row")
+
+    def chunks(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        for a in range(start, end, self.chunk_size):
+            yield a, min(a + self.chunk_size, end)
+
+    def _search_view(self, q: np.ndarray) -> np.ndarray:
+        """The queries exactly as the index scores them."""
+        return _hardneg.normalize_rows(q) if self.metric == "cosine" else q
+
+    def run(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+        """Mines queries ``a:b``: ``(negatives, scores, positives padded, positive_scores padded, counters)``."""
+        q = as_matrix(np.asarray(self.queries[a:b]), "queries")
+        rows = b - a
+        excl = _slice_csr(*self.excl, a, b)
+        cap = self.n - _unique_counts(*excl, self.n)
+        k = self.range_max
+        cand_scores = np.zeros((rows, k), np.float32)
+        cand_ids = np.full((rows, k), -1, np.int64)
+        full = cap >= k
+        groups = [(np.flatnonzero(full), k)] + [(np.flatnonzero(cap == c), int(c)) for c in np.unique(cap[~full]) if c > 0]
+        padded = _csr_to_padded(*excl)
+        for sel, kk in groups:
+            if sel.size == 0:
+                continue
+            whole = sel.size == rows
+            s, i = self.index.search(q if whole else q[sel], kk, exclude=padded if whole else padded[sel],
+                                     threads=self.threads if self.threads else None)
+            cand_scores[sel, :kk] = s
+            cand_ids[sel, :kk] = i
+        pos_off, pos_ids = _slice_csr(*self.pos, a, b)
+        pos_scores = _hardneg.pair_scores(self._search_view(q), self.index.vectors, pos_off, pos_ids)
+        neg, sc, stats = _hardneg.select_negatives(
+            cand_scores, cand_ids, pos_off, pos_scores, num_negatives=self.num_negatives, range_min=self.range_min,
+            range_max=self.range_max, sampling=self.sampling, simans_a=self.simans_a, simans_b=self.simans_b,
+            seed=self.seed, query_offset=a, threads=self.threads, **self.filters)
+        width = self.pos_width
+        padded_ids = np.full((rows, width), -1, np.int64)
+        padded_scores = np.full((rows, width), np.nan, np.float32)
+        if width:
+            lab = _row_labels(pos_off)
+            col = np.arange(len(pos_ids), dtype=np.int64) - pos_off[lab]
+            padded_ids[lab, col] = pos_ids
+            padded_scores[lab, col] = pos_scores
+        return neg, sc, padded_ids, padded_scores, dict(stats)
+
+
+def _progress_bar(progress: Progress, total: int, desc: str) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """Returns ``(advance(n), close())`` for ``progress``: None = tqdm on a terminal, True/False, or a callable."""
+    if callable(progress) and not isinstance(progress, bool):
+        done = [0]
+
+        def advance(n: int) -> None:
+            done[0] += n
+            progress(done[0], total)
+
+        return advance, lambda: None
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    if not show:
+        return (lambda n: None), (lambda: None)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="query", unit_scale=True, dynamic_ncols=True, smoothing=0.1)
+    return bar.update, bar.close
+
+
+def _zero_stats() -> dict[str, int]:
+    return {k: 0 for k in STAT_NAMES}
+
+
+def mine(
+    queries: Any,
+    corpus: Any,
+    positives: Any,
+    *,
+    num_negatives: int = 8,
+    metric: str = "cosine",
+    range_min: int = 0,
+    range_max: int | None = None,
+    min_score: float | None = None,
+    max_score: float | None = None,
+    absolute_margin: float | None = None,
+    relative_margin: float | None = None,
+    sampling: Sampling = "top",
+    seed: int = 0,
+    exclude: Any = None,
+    threads: int | None = None,
+    progress: Progress = None,
+    simans_a: float = SIMANS_A,
+    simans_b: float = SIMANS_B,
+    chunk_size: int | None = None,
+) -> Mined:
+    """Mines hard negatives for every query: exact search, then filters, rank window and sampling.
+
+    For each query: the ``range_max`` best corpus rows by score, its positives and ``exclude``
+    ids never among them (skipped inside the search); then, as in sentence-transformers, the
+    filters remove candidates (``absolute_margin`` keeps ``score + m <= p``, ``relative_margin``
+    keeps ``score <= p - |p| * m``, ``max_score``, ``min_score``; ``p`` is the query's lowest
+    positive score), the first ``range_min`` survivors are skipped, and ``num_negatives`` are
+    sampled from the rest (see :func:`hardneg.select_negatives` for the exact rules and the
+    sampling modes). Positives are scored with the same fused multiply-add chain as the search
+    (after the same normalisation for ``metric="cosine"``), so a positive and an equal candidate
+    compare consistently.
+
+    Parameters
+    ----------
+    queries : array_like, np.memmap or path of a .npy file, shape (Q, d)
+        Query embeddings. A path is opened memory-mapped; chunks are read as needed.
+    corpus : array_like, np.memmap, path of a .npy file, or FlatIndex, shape (N, d)
+        Corpus embeddings. A float32 C-contiguous array or memmap is not copied for
+        ``metric="ip"`` (a corpus larger than RAM works).
+    positives : int array (Q,) or (Q, P) padded with -1, or list of int sequences
+        Each query's positive corpus ids; never returned as negatives.
+    num_negatives : int, default 8
+    metric : {"cosine", "ip"}, default "cosine"
+        With a :class:`FlatIndex` it must match the index's metric.
+    range_min, range_max : int
+        Survivors of rank ``< range_min`` are skipped; the candidate pool is the ``range_max``
+        best after exclusions. Default ``range_max``: as sentence-transformers derives it,
+        ``range_min + 10 * num_negatives + max_positives`` if ``absolute_margin``,
+        ``relative_margin`` or ``max_score`` is set, else ``range_min + num_negatives + max_positives``.
+    min_score, max_score, absolute_margin, relative_margin : float, optional
+        Filters (``relative_margin=0.05`` is NV-Retriever's TopK-PercPos 95 %).
+    sampling : {"top", "random", "simans"}, default "top"
+    seed : int, default 0
+        Seed of the per-query random streams: the output is the same for a seed whatever
+        ``threads`` and ``chunk_size``.
+    exclude : int array (Q, m) padded with -1, or list of int sequences, optional
+        More ids never returned per query (e.g. the query's own row, near-duplicates).
+    threads : int, optional
+        Worker threads (default: every core).
+    progress : None, bool or callable, optional
+        ``None``: a tqdm bar when stderr is a terminal; ``True``/``False``: always/never;
+        a callable gets ``(queries_done, total)`` after each chunk.
+    simans_a, simans_b : float
+        SimANS weights ``exp(-a * (s - p - b) ** 2)`` (defaults 0.5 and 0 as in the SimANS code).
+    chunk_size : int, optional
+        Queries per search call (default 8192). Memory is about
+        ``chunk_size * (d + 12 * range_max)`` bytes besides the corpus.
+
+    Returns
+    -------
+    Mined
+        ``negatives``, ``scores``, ``positives``, ``positive_scores``, ``stats``, ``summary()``,
+        ``to_arrow()``, ``to_pandas()``.
+
+    Raises
+    ------
+    ParameterError
+        ``num_negatives`` larger than the window, ``range_min >= range_max``, unknown sampling,
+        a query without positive when a margin or SimANS needs one (that is an error: drop such
+        queries or give them a positive), mismatched metric.
+    IdOutOfRangeError, NonFiniteError, ShapeError, DTypeError, InputFileError
+        Positive/exclude ids outside the corpus, NaN/Inf embeddings, dimension mismatch, bad
+        arrays, a missing or malformed ``.npy`` file.
+
+    Examples
+    --------
+    >>> import numpy as np, hardneg
+    >>> rng = np.random.default_rng(0)
+    >>> corpus = rng.standard_normal((500, 16), dtype=np.float32)
+    >>> queries = corpus[:20] + 0.1 * rng.standard_normal((20, 16), dtype=np.float32)
+    >>> mined = hardneg.mine(queries, corpus, positives=np.arange(20), num_negatives=4, relative_margin=0.05)
+    >>> mined.negatives.shape, bool((mined.negatives != np.arange(20)[:, None]).all())
+    ((20, 4), True)
+    >>> mined.params["range_max"]   # 10 * 4 + 1, as sentence-transformers derives it
+    41
+    >>> print(mined.summary().splitlines()[0])
+    Metric        Positive      Negative    Difference
+    """
+    plan = _Plan(queries, corpus, positives, num_negatives=num_negatives, metric=metric, range_min=range_min,
+                 range_max=range_max, min_score=min_score, max_score=max_score, absolute_margin=absolute_margin,
+                 relative_margin=relative_margin, sampling=sampling, seed=seed, exclude=exclude, threads=threads,
+                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size)
+    plan.check_queries_finite()
+    rows, n = plan.rows, plan.num_negatives
+    negatives = np.full((rows, n), -1, np.int64)
+    scores = np.full((rows, n), np.nan, np.float32)
+    pos_ids = np.full((rows, plan.pos_width), -1, np.int64)
+    pos_scores = np.full((rows, plan.pos_width), np.nan, np.float32)
+    stats = _zero_stats()
+    advance, close = _progress_bar(progress, rows, "mining")
+    try:
+        for a, b in plan.chunks(0, rows):
+            neg, sc, pi, ps, st = plan.run(a, b)
+            negatives[a:b], scores[a:b], pos_ids[a:b], pos_scores[a:b] = neg, sc, pi, ps
+            for k in STAT_NAMES:
+                stats[k] += st[k]
+            advance(b - a)
+    finally:
+        close()
+    out: dict[str, Any] = dict(stats)
+    out["score_distribution"] = score_distribution(pos_scores, negatives, scores)
+    return Mined(negatives, scores, pos_ids, pos_scores, out, plan.params())

@@ -1,0 +1,247 @@
+"""hardneg.mine against a brute-force reference (explicit fma dot products, explicit loops)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hardneg
+import mining_reference as ref
+from hardneg.selection import STAT_NAMES
+
+
+def padded(rows, fill=-1):
+    width = max(1, max(len(r) for r in rows))
+    out = np.full((len(rows), width), fill, np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+@st.composite
+def mining_problems(draw):
+    nq = draw(st.integers(1, 7))
+    n = draw(st.integers(3, 60))
+    d = draw(st.integers(1, 9))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32)))
+    ints = draw(st.booleans())  # integer embeddings: many exact ties
+    q = rng.integers(-3, 4, (nq, d)).astype(np.float32) if ints else rng.standard_normal((nq, d), dtype=np.float32)
+    c = rng.integers(-3, 4, (n, d)).astype(np.float32) if ints else rng.standard_normal((n, d), dtype=np.float32)
+    pos_rows = [list(rng.choice(n, size=draw(st.integers(1, 3)), replace=False)) for _ in range(nq)]
+    layout = draw(st.sampled_from(["list", "padded", "1d"]))
+    if layout == "1d":
+        pos_rows = [r[:1] for r in pos_rows]
+        positives = np.array([r[0] for r in pos_rows])
+    elif layout == "padded":
+        positives = padded(pos_rows)
+    else:
+        positives = [list(map(int, r)) for r in pos_rows]
+    exclude = None
+    if draw(st.booleans()):
+        exclude = [list(map(int, rng.choice(n, size=draw(st.integers(0, min(4, n - 3))), replace=False))) for _ in range(nq)]
+    npos = max(len(r) for r in pos_rows)
+    opts = dict(metric=draw(st.sampled_from(["ip", "cosine"])), range_min=draw(st.integers(0, 2)),
+                sampling=draw(st.sampled_from(["top", "random", "simans"])), seed=draw(st.integers(0, 2**64 - 1)))
+    for name in ("absolute_margin", "relative_margin", "max_score", "min_score"):
+        if draw(st.booleans()):
+            opts[name] = draw(st.sampled_from([-0.5, 0.0, 0.05, 0.3, 2.0]))
+    if opts.get("min_score") is not None and opts.get("max_score") is not None and opts["min_score"] > opts["max_score"]:
+        opts["min_score"], opts["max_score"] = opts["max_score"], opts["min_score"]
+    if draw(st.booleans()):
+        opts["range_max"] = draw(st.integers(opts["range_min"] + 1, opts["range_min"] + 70))
+    window = opts.get("range_max", 10**9) - opts["range_min"]
+    opts["num_negatives"] = draw(st.integers(1, max(1, min(window, 6))))
+    if opts["sampling"] == "simans":
+        opts["simans_a"] = draw(st.sampled_from([0.5, 5.0]))
+    del npos
+    return q, c, positives, pos_rows, exclude, opts
+
+
+@settings(max_examples=150, deadline=None)
+@given(mining_problems(), st.sampled_from([None, 1, 2, 5]), st.sampled_from([1, 2]))
+def test_mine_matches_brute_force(problem, chunk_size, threads):
+    q, c, positives, pos_rows, exclude, opts = problem
+    got = hardneg.mine(q, c, positives, exclude=exclude, chunk_size=chunk_size, threads=threads, progress=False, **opts)
+    r_opts = {k: v for k, v in opts.items()}
+    want_ids, want_scores, want_pos, want_stats = ref.mine(q, c, pos_rows, exclude=exclude, **r_opts)
+    np.testing.assert_array_equal(got.negatives, want_ids)
+    np.testing.assert_array_equal(got.scores, want_scores)
+    for r, row in enumerate(want_pos):
+        np.testing.assert_array_equal(got.positive_scores[r, : len(row)], np.array(row, np.float32))
+    for k, v in want_stats.items():
+        assert got.stats[k] == v, k
+    # Properties: never a positive or an excluded id, no duplicates, padding only at the end.
+    for r in range(len(q)):
+        chosen = [int(x) for x in got.negatives[r] if x != -1]
+        assert len(chosen) == len(set(chosen))
+        assert not set(chosen) & set(map(int, pos_rows[r]))
+        if exclude is not None:
+            assert not set(chosen) & set(exclude[r])
+        assert (got.negatives[r, len(chosen):] == -1).all()
+
+
+def test_chunks_threads_and_layouts_give_identical_output():
+    rng = np.random.default_rng(3)
+    c = rng.standard_normal((3000, 24), dtype=np.float32)
+    q = c[:300] + 0.3 * rng.standard_normal((300, 24), dtype=np.float32)
+    pos = np.arange(300)
+    kw = dict(num_negatives=5, relative_margin=0.02, sampling="random", seed=9, range_min=2, progress=False)
+    base = hardneg.mine(q, c, pos, **kw)
+    for chunk_size, threads in [(1, 1), (7, 2), (64, 2), (10_000, 1)]:
+        other = hardneg.mine(q, c, [[int(p)] for p in pos], chunk_size=chunk_size, threads=threads, **kw)
+        np.testing.assert_array_equal(base.negatives, other.negatives)
+        np.testing.assert_array_equal(base.scores, other.scores)
+        np.testing.assert_array_equal(base.positive_scores, other.positive_scores)
+        assert {k: base.stats[k] for k in STAT_NAMES} == {k: other.stats[k] for k in STAT_NAMES}
+    assert (base.negatives != -1).sum() > 1000  # the job found negatives at all
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine"])
+def test_positive_scores_equal_the_search_scores_bit_for_bit(metric):
+    rng = np.random.default_rng(5)
+    c = rng.standard_normal((700, 33), dtype=np.float32) * 3
+    q = rng.standard_normal((40, 33), dtype=np.float32)
+    pos = rng.integers(0, 700, 40)
+    mined = hardneg.mine(q, c, pos, num_negatives=2, metric=metric, progress=False)
+    scores, ids = hardneg.topk(q, c, k=700, metric=metric)
+    for r in range(40):
+        assert mined.positive_scores[r, 0] == scores[r][ids[r] == pos[r]][0]
+
+
+def test_memmapped_inputs_and_npy_paths(tmp_path):
+    rng = np.random.default_rng(1)
+    c = rng.standard_normal((2000, 16), dtype=np.float32)
+    q = rng.standard_normal((50, 16), dtype=np.float32)
+    np.save(tmp_path / "c.npy", c)
+    np.save(tmp_path / "q.npy", q)
+    pos = rng.integers(0, 2000, (50, 2))
+    pos[::3, 1] = -1
+    kw = dict(num_negatives=4, metric="ip", sampling="simans", relative_margin=0.1, progress=False)
+    want = hardneg.mine(q, c, pos, **kw)
+    mm = np.load(tmp_path / "c.npy", mmap_mode="r")
+    via_paths = hardneg.mine(str(tmp_path / "q.npy"), tmp_path / "c.npy", pos, **kw)
+    via_memmap = hardneg.mine(np.load(tmp_path / "q.npy", mmap_mode="r"), mm, pos, **kw)
+    index = hardneg.FlatIndex(mm)
+    assert np.shares_memory(index.vectors, mm)  # the memory-mapped corpus is borrowed, not copied
+    via_index = hardneg.mine(q, index, pos, **kw)
+    for other in (via_paths, via_memmap, via_index):
+        np.testing.assert_array_equal(want.negatives, other.negatives)
+        np.testing.assert_array_equal(want.scores, other.scores)
+
+
+def test_small_corpus_pool_holds_everything_not_excluded():
+    # range_max larger than what some queries can get: those get every non-excluded row.
+    c = np.eye(6, dtype=np.float32)
+    q = np.ones((3, 6), np.float32)
+    got = hardneg.mine(q, c, [[0], [0, 1, 2], [5]], num_negatives=3, range_max=5, metric="ip", progress=False,
+                       exclude=[[], [3], [4]])
+    assert got.negatives.tolist() == [[1, 2, 3], [4, 5, -1], [0, 1, 2]]
+    assert got.stats["candidates"] == 5 + 2 + 4
+    assert got.stats["short_queries"] == 1
+
+
+def test_arrow_pandas_and_summary():
+    rng = np.random.default_rng(2)
+    c = rng.standard_normal((300, 8), dtype=np.float32)
+    q = c[:10] + 0.01
+    mined = hardneg.mine(q, c, np.arange(10), num_negatives=3, max_score=0.95, progress=False)
+    table = mined.to_arrow()
+    assert table.column_names == ["query", "negatives", "scores", "positives", "positive_scores"]
+    assert table.num_rows == 10
+    np.testing.assert_array_equal(np.array(table["negatives"].to_pylist()), mined.negatives)
+    np.testing.assert_array_equal(np.array(table["scores"].to_pylist(), np.float32), mined.scores)
+    df = mined.to_pandas()
+    assert list(df["query"]) == list(range(10))
+    np.testing.assert_array_equal(np.stack(df["positives"].to_numpy()), mined.positives)
+    text = mined.summary()
+    assert "Positive" in text and "max_score=0.95" in text
+    dist = mined.stats["score_distribution"]
+    assert dist["positive"]["count"] == 10
+    assert dist["negative"]["count"] == int((mined.negatives != -1).sum())
+    assert dist["negative"]["max"] <= 0.95
+    np.testing.assert_allclose(dist["positive"]["mean"], mined.positive_scores.mean(), rtol=1e-5)
+
+
+def test_progress_callback():
+    calls = []
+    rng = np.random.default_rng(2)
+    c = rng.standard_normal((100, 4), dtype=np.float32)
+    hardneg.mine(c[:25], c, np.arange(25), num_negatives=2, chunk_size=10, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(10, 25), (20, 25), (25, 25)]
+
+
+def test_default_range_max_follows_sentence_transformers():
+    c = np.random.default_rng(0).standard_normal((500, 4), dtype=np.float32)
+    assert hardneg.mine(c[:3], c, [[0], [1, 2], [3]], num_negatives=3, progress=False).params["range_max"] == 3 + 2
+    m = hardneg.mine(c[:3], c, [[0], [1, 2], [3]], num_negatives=3, range_min=4, absolute_margin=0.0, progress=False)
+    assert m.params["range_max"] == 4 + 30 + 2
+    # min_score alone does not widen the pool (sentence-transformers does the same).
+    assert hardneg.mine(c[:3], c, [0, 1, 2], num_negatives=3, min_score=0.0, progress=False).params["range_max"] == 4
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+C = np.random.default_rng(0).standard_normal((50, 4), dtype=np.float32)
+Q = C[:5].copy()
+P = np.arange(5)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, exc, text",
+    [
+        ((Q, C, np.array([0, 1, 2, 3, 50])), {}, hardneg.IdOutOfRangeError, "query 4 holds id 50"),
+        ((Q, C, [[0], [1], [-3], [3], [4]]), {}, hardneg.IdOutOfRangeError, "query 2"),
+        ((Q, C, P), dict(exclude=[[], [], [], [], [99]]), hardneg.IdOutOfRangeError, "exclude"),
+        ((Q, C, [[0], [1], [], [3], [4]]), dict(relative_margin=0.05), hardneg.ParameterError, "query 2 has no positive"),
+        ((Q, C, [[0], [1], [-1], [3], [4]]), dict(sampling="simans"), hardneg.ParameterError, "query 2 has no positive"),
+        ((Q, C, P), dict(num_negatives=5, range_max=4), hardneg.ParameterError, "larger than the window"),
+        ((Q, C, P), dict(range_min=6, range_max=6), hardneg.ParameterError, "range_min"),
+        ((Q, C, P), dict(sampling="hard"), hardneg.ParameterError, "sampling"),
+        ((Q, C, P), dict(metric="l2"), hardneg.ParameterError, "metric"),
+        ((Q, C[:, :3], P), {}, hardneg.ShapeError, "dimension"),
+        ((Q[:, :, None], C, P), {}, hardneg.ShapeError, "2-D"),
+        ((Q, C, P[:4]), {}, hardneg.ShapeError, "rows"),
+        ((Q, C, P.astype(float)), {}, hardneg.DTypeError, "integer"),
+        ((Q, C, P), dict(num_negatives=0), hardneg.ParameterError, "num_negatives"),
+        ((Q, C, P), dict(chunk_size=0), hardneg.ParameterError, "chunk_size"),
+        ((Q, hardneg.FlatIndex(C), P), dict(metric="cosine"), hardneg.ParameterError, "metric"),
+    ],
+)
+def test_bad_input(args, kwargs, exc, text):
+    with pytest.raises(exc, match=text):
+        hardneg.mine(*args, progress=False, **kwargs)
+
+
+def test_non_finite_embeddings():
+    bad_q = Q.copy()
+    bad_q[3, 1] = np.nan
+    with pytest.raises(hardneg.NonFiniteError, match="row 3"):
+        hardneg.mine(bad_q, C, P, chunk_size=2, progress=False)
+    bad_c = C.copy()
+    bad_c[17, 0] = np.inf
+    for metric in ("ip", "cosine"):
+        with pytest.raises(hardneg.NonFiniteError, match="row 17"):
+            hardneg.mine(Q, bad_c, P, metric=metric, progress=False)
+
+
+def test_missing_and_malformed_npy(tmp_path):
+    with pytest.raises(hardneg.InputFileError, match="does not exist"):
+        hardneg.mine(tmp_path / "nope.npy", C, P)
+    (tmp_path / "bad.npy").write_bytes(b"not a numpy file at all")
+    with pytest.raises(hardneg.InputFileError, match="not a readable"):
+        hardneg.mine(Q, tmp_path / "bad.npy", P)
+    np.save(tmp_path / "trunc.npy", C)
+    data = (tmp_path / "trunc.npy").read_bytes()
+    (tmp_path / "trunc.npy").write_bytes(data[: len(data) // 2])
+    with pytest.raises(hardneg.InputFileError):
+        hardneg.mine(Q, tmp_path / "trunc.npy", P)
+    np.savez(tmp_path / "arch.npz", c=C)
+    with pytest.raises(hardneg.InputFileError):
+        hardneg.mine(Q, tmp_path / "arch.npz", P)
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))
+    with pytest.raises(hardneg.InputFileError):
+        hardneg.mine(Q, tmp_path / "obj.npy", P)
+    with pytest.raises(ValueError):  # also a builtin
+        hardneg.mine(tmp_path / "nope.npy", C, P)
