@@ -2,6 +2,7 @@
 
 * :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions.
 * :func:`mine` / :class:`Mined`: streaming hard-negative mining (search, filters, window, sampling).
+* :func:`mine_to_disk` / :func:`load_mined` / ``hardneg mine``: the same as a resumable job writing Parquet shards.
 * :func:`select_negatives`: filters, rank window and top/random/SimANS sampling over candidate lists.
 
 Examples
@@ -28,6 +29,7 @@ from .errors import (
 from .index import FlatIndex, topk
 from .selection import Selection, select_negatives
 from .mining import Mined, mine
+from .mining_job import load_mined, mine_to_disk
 
 __version__: str = _hardneg.__version__
 
@@ -38,6 +40,8 @@ __all__ = [
     "select_negatives",
     "mine",
     "Mined",
+    "mine_to_disk",
+    "load_mined",
     "Selection",
     "HardnegError",
     "ShapeError",

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--queries", type=int, default=1024, help="queries of the generated data")
     demo.add_argument("--k", type=int, default=10)
     demo.set_defaults(run=_run_demo)
+    from .mining_job import add_mine_parser
+
+    add_mine_parser(sub)
     return parser
 
 

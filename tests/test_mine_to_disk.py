@@ -1,0 +1,211 @@
+"""mine_to_disk / hardneg mine: Parquet shards, resume after interruption (real SIGKILL), bad directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import hardneg
+from hardneg.selection import STAT_NAMES
+
+
+def same(a: hardneg.Mined, b: hardneg.Mined) -> None:
+    np.testing.assert_array_equal(a.negatives, b.negatives)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.positives, b.positives)
+    np.testing.assert_array_equal(a.positive_scores, b.positive_scores)
+    assert {k: a.stats[k] for k in STAT_NAMES} == {k: b.stats[k] for k in STAT_NAMES}
+    assert a.params == b.params
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal((2000, 16), dtype=np.float32)
+    q = c[:230] + 0.2 * rng.standard_normal((230, 16), dtype=np.float32)
+    pos = np.stack([np.arange(230), rng.integers(0, 2000, 230)], axis=1)
+    pos[::4, 1] = -1
+    return q, c, pos
+
+
+KW = dict(num_negatives=4, relative_margin=0.05, sampling="random", seed=4, range_min=1)
+
+
+def test_same_result_as_mine(tmp_path, data):
+    q, c, pos = data
+    want = hardneg.mine(q, c, pos, progress=False, **KW)
+    got = hardneg.mine_to_disk(q, c, pos, tmp_path / "out", shard_size=64, chunk_size=17, progress=False, **KW)
+    same(want, got)
+    files = sorted(f for f in os.listdir(tmp_path / "out") if f.endswith(".parquet"))
+    assert files == [f"part-{i:05d}.parquet" for i in range(4)]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["stats"]["queries"] == 230
+    same(got, hardneg.load_mined(tmp_path / "out"))
+    assert got.summary() == want.summary()
+
+
+class Stop(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_in_process(tmp_path, data):
+    q, c, pos = data
+    want = hardneg.mine(q, c, pos, progress=False, **KW)
+    out = tmp_path / "out"
+
+    def stop_after(limit):
+        def cb(done, total):
+            if done >= limit:
+                raise Stop
+        return cb
+
+    for limit in (30, 100, 170):  # three interrupted runs, each getting further
+        with pytest.raises(Stop):
+            hardneg.mine_to_disk(q, c, pos, out, shard_size=40, chunk_size=10, progress=stop_after(limit), **KW)
+        with pytest.raises(hardneg.OutputDirError, match="not finished"):
+            hardneg.load_mined(out)
+    # A leftover temporary file (as after a kill during a write) is cleaned up.
+    (out / "part-00005.parquet.tmp").write_bytes(b"garbage")
+    seen = []
+    got = hardneg.mine_to_disk(q, c, pos, out, shard_size=40, chunk_size=10, progress=lambda d, t: seen.append(d), **KW)
+    assert seen[0] >= 160  # the finished shards were not recomputed
+    same(want, got)
+    assert not any(f.endswith(".tmp") for f in os.listdir(out))
+
+
+def _cli(args, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "hardneg.cli", "mine", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def _shards_done(out):
+    try:
+        m = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return -1, False
+    return len(m["shards"]), m["complete"]
+
+
+def test_sigkill_then_rerun_gives_the_uninterrupted_output(tmp_path):
+    rng = np.random.default_rng(1)
+    c = rng.standard_normal((30_000, 48), dtype=np.float32)
+    pos = rng.integers(0, 30_000, (3_000, 2))
+    pos[rng.random(3_000) < 0.75, 1] = -1
+    q = c[pos[:, 0]] + 0.8 * rng.standard_normal((3_000, 48), dtype=np.float32)
+    for name, arr in (("q", q), ("c", c), ("p", pos)):
+        np.save(tmp_path / f"{name}.npy", arr)
+    common = ["--queries", str(tmp_path / "q.npy"), "--corpus", str(tmp_path / "c.npy"), "--positives",
+              str(tmp_path / "p.npy"), "--num-negatives", "6", "--absolute-margin", "0.01", "--sampling", "simans",
+              "--seed", "3", "--shard-size", "60", "--chunk-size", "30", "--threads", "1"]
+    ref_dir, out = tmp_path / "ref", tmp_path / "out"
+    done = _cli([*common, "--out", str(ref_dir)])
+    stdout, stderr = done.communicate(timeout=300)
+    assert done.returncode == 0, stderr
+    assert "Positive" in stdout and "Wrote 3,000 queries" in stdout
+    assert "query/s" not in stderr  # no progress bar when stderr is not a terminal
+
+    kills = 0
+    for wait_for in (0, 3, 12, 25):  # kill before anything, then after some shards (also mid-write)
+        proc = _cli([*common, "--out", str(out), "--threads", "2", "--chunk-size", "7"])
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _shards_done(out)[0] >= wait_for:
+                break
+            time.sleep(0.005)
+        if wait_for:
+            time.sleep(0.02 * wait_for % 0.07)  # land at varying points of a shard
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.communicate()
+        assert not _shards_done(out)[1], "the job finished before it could be killed; make it longer"
+    assert kills == 4
+    final = _cli([*common, "--out", str(out)])
+    _, stderr = final.communicate(timeout=300)
+    assert final.returncode == 0, stderr
+    a, b = hardneg.load_mined(ref_dir), hardneg.load_mined(out)
+    same(a, b)
+    assert len(a) == 3000 and 0 < (a.negatives == -1).sum() < a.negatives.size / 2
+    # The shards are the same files: nothing lost, nothing duplicated.
+    import pyarrow.parquet as pq
+
+    queries = np.concatenate([pq.read_table(out / f).column("query").to_numpy()
+                              for f in sorted(os.listdir(out)) if f.endswith(".parquet")])
+    np.testing.assert_array_equal(queries, np.arange(3000))
+
+
+def test_different_arguments_on_an_existing_directory(tmp_path, data):
+    q, c, pos = data
+    out = tmp_path / "out"
+    hardneg.mine_to_disk(q, c, pos, out, shard_size=100, progress=False, **KW)
+    changes = [
+        (dict(KW, num_negatives=3), "num_negatives: 4 in the directory, 3 now"),
+        (dict(KW, seed=5), "seed"),
+        (dict(KW, relative_margin=None), "relative_margin"),
+        (dict(KW, sampling="top"), "sampling"),
+    ]
+    for kw, text in changes:
+        with pytest.raises(hardneg.OutputDirError, match=text):
+            hardneg.mine_to_disk(q, c, pos, out, shard_size=100, progress=False, **kw)
+    with pytest.raises(hardneg.OutputDirError, match="shard_size"):
+        hardneg.mine_to_disk(q, c, pos, out, shard_size=50, progress=False, **KW)
+    q2 = q.copy()
+    q2[100, 3] += 1.0
+    with pytest.raises(hardneg.OutputDirError, match="queries"):
+        hardneg.mine_to_disk(q2, c, pos, out, shard_size=100, progress=False, **KW)
+    pos2 = pos.copy()
+    pos2[7, 0] = 1999
+    with pytest.raises(hardneg.OutputDirError, match="positives"):
+        hardneg.mine_to_disk(q, c, pos2, out, shard_size=100, progress=False, **KW)
+    with pytest.raises(ValueError):  # also a builtin
+        hardneg.mine_to_disk(q, c, pos, out, shard_size=100, progress=False, **dict(KW, seed=9))
+    # threads / chunk size / progress do not change the output: same job, just loaded.
+    same(hardneg.load_mined(out), hardneg.mine_to_disk(q, c, pos, out, shard_size=100, chunk_size=3, threads=1,
+                                                       progress=False, **KW))
+
+
+def test_unrelated_directory_and_file(tmp_path, data):
+    q, c, pos = data
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    with pytest.raises(hardneg.OutputDirError, match="not empty"):
+        hardneg.mine_to_disk(q, c, pos, tmp_path / "d", progress=False)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(hardneg.OutputDirError, match="not a directory"):
+        hardneg.mine_to_disk(q, c, pos, tmp_path / "f", progress=False)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "manifest.json").write_text('{"format": "other"}')
+    with pytest.raises(hardneg.OutputDirError, match="did not write"):
+        hardneg.mine_to_disk(q, c, pos, tmp_path / "m", progress=False)
+
+
+def test_cli_errors_are_reported_not_raised(tmp_path):
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "c.npy", rng.standard_normal((100, 8), dtype=np.float32))
+    np.save(tmp_path / "q.npy", rng.standard_normal((10, 8), dtype=np.float32))
+    np.save(tmp_path / "p.npy", np.arange(10) + 95)  # 100..104 are out of range
+    from hardneg.cli import main
+
+    base = ["mine", "--queries", str(tmp_path / "q.npy"), "--corpus", str(tmp_path / "c.npy"), "--out", str(tmp_path / "o")]
+    assert main([*base, "--positives", str(tmp_path / "p.npy")]) == 2
+    assert main([*base, "--positives", str(tmp_path / "missing.npy")]) == 2
+    np.save(tmp_path / "p.npy", np.arange(10))
+    assert main([*base, "--positives", str(tmp_path / "p.npy"), "--sampling", "best"]) == 2
+    assert main([*base, "--positives", str(tmp_path / "p.npy"), "--num-negatives", "3", "--range-max", "2"]) == 2
+    assert main([*base, "--positives", str(tmp_path / "p.npy"), "--num-negatives", "3", "--no-progress"]) == 0
+    assert main([*base, "--positives", str(tmp_path / "p.npy"), "--num-negatives", "2"]) == 2  # other job in o
+
+
+def test_progress_bar_shows_throughput(tmp_path, data, capsys):
+    q, c, pos = data
+    hardneg.mine_to_disk(q, c, pos, tmp_path / "o", progress=True, shard_size=100, **KW)
+    err = capsys.readouterr().err
+    assert "query/s" in err and "230/230" in err
