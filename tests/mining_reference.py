@@ -128,9 +128,10 @@ def mine(queries, corpus, positives, *, metric="cosine", exclude=None, range_max
     """Brute-force mining: full score matrix with explicit fma dot products in float32 order."""
     q = np.asarray(queries, np.float32)
     c = np.asarray(corpus, np.float32)
-    if metric == "cosine":
+    inv = None
+    if metric == "cosine":  # queries normalised; corpus rows scaled by their inverse norm after the dot product
         q = normalize(q)
-        c = normalize(c)
+        inv = inverse_norms(c)
     pos_rows = [list(p) for p in positives]
     filtered = any(opts.get(k) is not None for k in ("absolute_margin", "relative_margin", "max_score"))
     if range_max is None:
@@ -140,6 +141,8 @@ def mine(queries, corpus, positives, *, metric="cosine", exclude=None, range_max
     for r in range(nq):
         excluded = set(int(x) for x in pos_rows[r] if x != -1) | set(int(x) for x in (exclude[r] if exclude is not None else []) if x != -1)
         all_s = fma_scores(q[r], c)
+        if inv is not None:
+            all_s = (all_s * inv).astype(np.float32)
         scored = [(float(all_s[j]), j) for j in range(n) if j not in excluded]
         scored.sort(key=lambda t: (-t[0], t[1]))
         top = scored[:range_max]
@@ -168,6 +171,15 @@ def fma_scores(qrow: np.ndarray, corpus: np.ndarray) -> np.ndarray:
         tie = (r.astype(np.float64) + toward.astype(np.float64)) / 2 == s
         acc = np.where((err != 0) & tie, toward, r).astype(np.float32)
     return acc
+
+
+def inverse_norms(x: np.ndarray) -> np.ndarray:
+    """float32(1 / norm) per row with the norm summed in float64 in order; 0 for zero rows."""
+    out = np.zeros(len(x), np.float32)
+    for i in range(len(x)):
+        norm = math.sqrt(sum(float(v) * float(v) for v in x[i].astype(np.float64)))
+        out[i] = np.float32(1.0 / norm) if norm > 0 else 0.0
+    return out
 
 
 def normalize(x: np.ndarray) -> np.ndarray:

@@ -125,6 +125,7 @@ def test_memmapped_inputs_and_npy_paths(tmp_path):
     via_memmap = hardneg.mine(np.load(tmp_path / "q.npy", mmap_mode="r"), mm, pos, **kw)
     index = hardneg.FlatIndex(mm)
     assert np.shares_memory(index.vectors, mm)  # the memory-mapped corpus is borrowed, not copied
+    assert np.shares_memory(hardneg.FlatIndex(mm, metric="cosine").vectors, mm)  # cosine too
     via_index = hardneg.mine(q, index, pos, **kw)
     for other in (via_paths, via_memmap, via_index):
         np.testing.assert_array_equal(want.negatives, other.negatives)

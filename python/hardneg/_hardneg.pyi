@@ -50,9 +50,3 @@ def select_negatives(
     query_offset: int = 0,
     threads: int = 0,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], dict[str, int]]: ...
-def pair_scores(
-    queries: npt.NDArray[np.float32],
-    corpus: npt.NDArray[np.float32],
-    offsets: npt.NDArray[np.int64],
-    ids: npt.NDArray[np.int64],
-) -> npt.NDArray[np.float32]: ...

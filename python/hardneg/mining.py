@@ -376,10 +376,6 @@ class _Plan:
         for a in range(start, end, self.chunk_size):
             yield a, min(a + self.chunk_size, end)
 
-    def _search_view(self, q: np.ndarray) -> np.ndarray:
-        """The queries exactly as the index scores them."""
-        return _hardneg.normalize_rows(q) if self.metric == "cosine" else q
-
     def run(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
         """Mines queries ``a:b``: ``(negatives, scores, positives padded, positive_scores padded, counters)``."""
         q = as_matrix(np.asarray(self.queries[a:b]), "queries")
@@ -401,19 +397,18 @@ class _Plan:
             cand_scores[sel, :kk] = s
             cand_ids[sel, :kk] = i
         pos_off, pos_ids = _slice_csr(*self.pos, a, b)
-        pos_scores = _hardneg.pair_scores(self._search_view(q), self.index.vectors, pos_off, pos_ids)
-        neg, sc, stats = _hardneg.select_negatives(
-            cand_scores, cand_ids, pos_off, pos_scores, num_negatives=self.num_negatives, range_min=self.range_min,
-            range_max=self.range_max, sampling=self.sampling, simans_a=self.simans_a, simans_b=self.simans_b,
-            seed=self.seed, query_offset=a, threads=self.threads, **self.filters)
         width = self.pos_width
         padded_ids = np.full((rows, width), -1, np.int64)
-        padded_scores = np.full((rows, width), np.nan, np.float32)
         if width:
             lab = _row_labels(pos_off)
-            col = np.arange(len(pos_ids), dtype=np.int64) - pos_off[lab]
-            padded_ids[lab, col] = pos_ids
-            padded_scores[lab, col] = pos_scores
+            padded_ids[lab, np.arange(len(pos_ids), dtype=np.int64) - pos_off[lab]] = pos_ids
+        # Scored by the index itself: bit-identical to the score the search gives the same pair.
+        padded_scores = self.index.score(q, padded_ids) if width else np.zeros((rows, 0), np.float32)
+        neg, sc, stats = _hardneg.select_negatives(
+            cand_scores, cand_ids, np.arange(rows + 1, dtype=np.int64) * width,
+            np.ascontiguousarray(padded_scores, dtype=np.float32).reshape(-1), num_negatives=self.num_negatives,
+            range_min=self.range_min, range_max=self.range_max, sampling=self.sampling, simans_a=self.simans_a,
+            simans_b=self.simans_b, seed=self.seed, query_offset=a, threads=self.threads, **self.filters)
         return neg, sc, padded_ids, padded_scores, dict(stats)
 
 
@@ -470,17 +465,16 @@ def mine(
     keeps ``score <= p - |p| * m``, ``max_score``, ``min_score``; ``p`` is the query's lowest
     positive score), the first ``range_min`` survivors are skipped, and ``num_negatives`` are
     sampled from the rest (see :func:`hardneg.select_negatives` for the exact rules and the
-    sampling modes). Positives are scored with the same fused multiply-add chain as the search
-    (after the same normalisation for ``metric="cosine"``), so a positive and an equal candidate
-    compare consistently.
+    sampling modes). Positives are scored by the index exactly as the search scores candidates
+    (:meth:`FlatIndex.score`), so a positive and an equal candidate compare consistently.
 
     Parameters
     ----------
     queries : array_like, np.memmap or path of a .npy file, shape (Q, d)
         Query embeddings. A path is opened memory-mapped; chunks are read as needed.
     corpus : array_like, np.memmap, path of a .npy file, or FlatIndex, shape (N, d)
-        Corpus embeddings. A float32 C-contiguous array or memmap is not copied for
-        ``metric="ip"`` (a corpus larger than RAM works).
+        Corpus embeddings. A float32 C-contiguous array or memmap is not copied, for either
+        metric (a corpus larger than RAM works).
     positives : int array (Q,) or (Q, P) padded with -1, or list of int sequences
         Each query's positive corpus ids; never returned as negatives.
     num_negatives : int, default 8

@@ -21,6 +21,5 @@ fn _hardneg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(index::normalize_rows, m)?)?;
     m.add_function(wrap_pyfunction!(index::check_finite, m)?)?;
     m.add_function(wrap_pyfunction!(mine::select_negatives, m)?)?;
-    m.add_function(wrap_pyfunction!(mine::pair_scores, m)?)?;
     Ok(())
 }

@@ -1,14 +1,13 @@
-//! Bindings of the mining building blocks: `select_negatives` and `pair_scores`.
+//! Binding of the mining selection step: `select_negatives`.
 
-use hardneg_core::matrix::MatrixRef;
-use hardneg_core::mine::{pair_scores as core_pair_scores, select, Candidates, PositiveScores, Sampling, SelectOptions, SelectStats};
-use numpy::ndarray::{Array1, Array2};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use hardneg_core::mine::{select, Candidates, PositiveScores, Sampling, SelectOptions, SelectStats};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::detach::run_detached;
-use crate::errors::{to_py, ParameterError, ShapeError};
+use crate::errors::{ParameterError, ShapeError};
 
 fn contiguous<'a, T: numpy::Element>(what: &str, a: &'a PyReadonlyArray2<'_, T>) -> PyResult<&'a [T]> {
     a.as_slice().map_err(|_| ShapeError::new_err(format!("{what} must be C-contiguous")))
@@ -89,20 +88,4 @@ pub fn select_negatives<'py>(
     let out_ids = Array2::from_shape_vec((rows, n), sel.ids).expect("shape").into_pyarray(py);
     let out_scores = Array2::from_shape_vec((rows, n), sel.scores).expect("shape").into_pyarray(py);
     Ok((out_ids, out_scores, stats))
-}
-
-/// Scores of per-query corpus ids (CSR), computed exactly as the search computes them (NaN for -1).
-#[pyfunction]
-pub fn pair_scores<'py>(
-    py: Python<'py>,
-    queries: PyReadonlyArray2<'py, f32>,
-    corpus: PyReadonlyArray2<'py, f32>,
-    offsets: PyReadonlyArray1<'py, i64>,
-    ids: PyReadonlyArray1<'py, i64>,
-) -> PyResult<Bound<'py, PyArray1<f32>>> {
-    let q = MatrixRef::new("queries", contiguous("queries", &queries)?, queries.shape()[0], queries.shape()[1]).map_err(to_py)?;
-    let c = MatrixRef::new("corpus", contiguous("corpus", &corpus)?, corpus.shape()[0], corpus.shape()[1]).map_err(to_py)?;
-    let (o, i) = (offsets.as_slice()?, ids.as_slice()?);
-    let out = run_detached(py, |_| core_pair_scores(q, c, o, i))?;
-    Ok(Array1::from_vec(out).into_pyarray(py))
 }

@@ -1,12 +1,10 @@
-//! Hard-negative mining building blocks: the selection step ([`select()`]), exact pair scores
-//! of positives ([`pair_scores`]) and the per-query random streams ([`rng`]).
+//! Hard-negative mining building blocks: the selection step ([`select()`]) and the per-query
+//! random streams ([`rng`]).
 //!
-//! The search itself is [`crate::search`]; the Python layer chains search, positive scoring and
-//! selection chunk by chunk.
+//! The search is [`crate::search`] and positives are scored by [`crate::topk::score_ids`]; the
+//! Python layer chains search, positive scoring and selection chunk by chunk.
 
-mod pairs;
 pub mod rng;
 mod select;
 
-pub use pairs::{dot_fma, pair_scores};
 pub use select::{select, Candidates, PositiveScores, SelectOptions, SelectStats, Sampling, Selection, SIMANS_A, SIMANS_B};
