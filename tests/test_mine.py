@@ -246,3 +246,28 @@ def test_missing_and_malformed_npy(tmp_path):
         hardneg.mine(Q, tmp_path / "obj.npy", P)
     with pytest.raises(ValueError):  # also a builtin
         hardneg.mine(tmp_path / "nope.npy", C, P)
+
+
+def test_queries_without_positive_are_fine_when_no_rule_needs_one():
+    rng = np.random.default_rng(4)
+    c = rng.standard_normal((200, 8), dtype=np.float32)
+    got = hardneg.mine(c[:3], c, [[0], [], [-1]], num_negatives=3, max_score=0.99, progress=False)
+    assert (got.negatives != -1).all()
+    assert got.negatives[0].tolist() != [0] and np.isnan(got.positive_scores[1:]).all()
+    assert got.stats["score_distribution"]["positive"]["count"] == 1
+    # Query 1 and 2 have no positive to exclude: their own row (score 1) is removed by max_score only.
+    assert got.stats["skipped_max_score"] == 2
+
+
+def test_exclude_layouts_agree():
+    rng = np.random.default_rng(6)
+    c = rng.standard_normal((300, 8), dtype=np.float32)
+    q = c[:20] + 0.05
+    ex_lists = [list(map(int, rng.choice(300, size=i % 4, replace=False))) for i in range(20)]
+    a = hardneg.mine(q, c, np.arange(20), exclude=ex_lists, num_negatives=5, progress=False)
+    b = hardneg.mine(q, c, np.arange(20), exclude=padded(ex_lists), num_negatives=5, progress=False)
+    np.testing.assert_array_equal(a.negatives, b.negatives)
+    for r, row in enumerate(ex_lists):
+        assert not set(a.negatives[r].tolist()) & set(row)
+    unexcluded = hardneg.mine(q, c, np.arange(20), num_negatives=5, progress=False)
+    assert (a.negatives != unexcluded.negatives).any()  # the exclusions changed something
