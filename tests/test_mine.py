@@ -271,3 +271,29 @@ def test_exclude_layouts_agree():
         assert not set(a.negatives[r].tolist()) & set(row)
     unexcluded = hardneg.mine(q, c, np.arange(20), num_negatives=5, progress=False)
     assert (a.negatives != unexcluded.negatives).any()  # the exclusions changed something
+
+
+def test_memory_is_bounded_by_the_chunks_not_by_q_times_n(tmp_path):
+    """20,000 x 20,000 queries x corpus: a score matrix would be 1.6 GB; the job stays far below."""
+    import subprocess
+    import sys
+
+    script = f"""
+import resource, numpy as np, hardneg
+rng = np.random.default_rng(0)
+c = rng.standard_normal((20_000, 8), dtype=np.float32)
+np.save({str(tmp_path / 'c.npy')!r}, c)
+pos = rng.integers(0, 20_000, 20_000)
+q = c[pos] + 0.1 * rng.standard_normal((20_000, 8), dtype=np.float32)
+hardneg.mine(q[:10], {str(tmp_path / 'c.npy')!r}, pos[:10], num_negatives=2, progress=False)  # warm up
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+m = hardneg.mine(q, {str(tmp_path / 'c.npy')!r}, pos, num_negatives=8, relative_margin=0.05, chunk_size=1024,
+                 progress=False)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assert (m.negatives != -1).sum() > 100_000
+print((after - before) // 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    grew_mb = int(out.stdout.strip())
+    assert grew_mb < 120, f"peak RSS grew by {grew_mb} MB"
