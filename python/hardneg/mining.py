@@ -504,6 +504,16 @@ def mine(
         Queries per search call (default 8192). Memory is about
         ``chunk_size * (d + 12 * range_max)`` bytes besides the corpus.
 
+    Notes
+    -----
+    Where this differs from ``sentence_transformers.util.mine_hard_negatives``: the pool is exactly
+    the ``range_max`` best non-excluded rows for every query (sentence-transformers retrieves
+    ``range_max + max_positives`` rows and keeps the first ``range_max`` survivors of the filters, so
+    a query with fewer positives than the most-positive query can reach a few ranks deeper);
+    ``"random"`` samples only among valid candidates (sentence-transformers can draw removed ones
+    when too few are valid, and those are then dropped) and takes a ``seed``; ties are broken by
+    the lower corpus id; a negative's absence is ``-1`` / NaN rather than a dropped row.
+
     Returns
     -------
     Mined

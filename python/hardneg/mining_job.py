@@ -234,9 +234,12 @@ def mine_to_disk(
     ...     print("num_negatives: 3 in the directory, 4 now" in str(e))
     True
     """
-    from .mining import DEFAULT_CHUNK  # noqa: F401 - documented default
     from ._arrays import as_count
 
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as e:  # pragma: no cover - pyarrow is installed by the parquet/test extras
+        raise ImportError("mine_to_disk writes Parquet and needs pyarrow: pip install 'hardneg[parquet]'") from e
     shard = DEFAULT_SHARD_SIZE if shard_size is None else as_count(shard_size, "shard_size")
     plan = _Plan(queries, corpus, positives, num_negatives=num_negatives, metric=metric, range_min=range_min,
                  range_max=range_max, min_score=min_score, max_score=max_score, absolute_margin=absolute_margin,
