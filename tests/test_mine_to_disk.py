@@ -209,3 +209,17 @@ def test_progress_bar_shows_throughput(tmp_path, data, capsys):
     hardneg.mine_to_disk(q, c, pos, tmp_path / "o", progress=True, shard_size=100, **KW)
     err = capsys.readouterr().err
     assert "query/s" in err and "230/230" in err
+
+
+def test_a_second_writer_is_refused(tmp_path, data):
+    import fcntl
+
+    q, c, pos = data
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".lock", "w") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(hardneg.OutputDirError, match="another hardneg mine job"):
+            hardneg.mine_to_disk(q, c, pos, out, progress=False, **KW)
+    got = hardneg.mine_to_disk(q, c, pos, out, progress=False, **KW)  # lock released: fine
+    assert len(got) == len(q)

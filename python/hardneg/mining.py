@@ -475,7 +475,7 @@ def mine(
     corpus : array_like, np.memmap, path of a .npy file, or FlatIndex, shape (N, d)
         Corpus embeddings. A float32 C-contiguous array or memmap is not copied, for either
         metric (a corpus larger than RAM works).
-    positives : int array (Q,) or (Q, P) padded with -1, or list of int sequences
+    positives : int array (Q,) or (Q, P) padded with -1, list of int sequences, or .npy path
         Each query's positive corpus ids; never returned as negatives.
     num_negatives : int, default 8
     metric : {"cosine", "ip"}, default "cosine"
@@ -491,7 +491,7 @@ def mine(
     seed : int, default 0
         Seed of the per-query random streams: the output is the same for a seed whatever
         ``threads`` and ``chunk_size``.
-    exclude : int array (Q, m) padded with -1, or list of int sequences, optional
+    exclude : int array (Q, m) padded with -1, list of int sequences, or .npy path, optional
         More ids never returned per query (e.g. the query's own row, near-duplicates).
     threads : int, optional
         Worker threads (default: every core).
