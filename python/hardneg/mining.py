@@ -175,7 +175,7 @@ def _describe(x: np.ndarray) -> dict[str, float]:
             "min": float(x.min()), "25%": float(q[0]), "50%": float(q[1]), "75%": float(q[2]), "max": float(x.max())}
 
 
-@dataclass
+@dataclass(eq=False)
 class Mined:
     """The result of :func:`mine`.
 
@@ -187,7 +187,7 @@ class Mined:
     scores : ndarray of float32, shape (Q, num_negatives)
         Their scores, NaN where ``negatives`` is ``-1``.
     positives : ndarray of int64, shape (Q, P)
-        Each query's positives as given, padded with ``-1``.
+        Each query's positives as given, padded with ``-1`` (``P``: the most positives of a query).
     positive_scores : ndarray of float32, shape (Q, P)
         Their scores (the same computation as the search's), NaN for padding.
     stats : dict
