@@ -297,3 +297,14 @@ print((after - before) // 1024)
     assert out.returncode == 0, out.stderr
     grew_mb = int(out.stdout.strip())
     assert grew_mb < 120, f"peak RSS grew by {grew_mb} MB"
+
+
+def test_one_query_excluding_very_many_ids():
+    rng = np.random.default_rng(8)
+    c = rng.standard_normal((3000, 8), dtype=np.float32)
+    ex = [[] for _ in range(50)]
+    ex[7] = list(range(0, 3000, 2)) + [1, 3]  # half the corpus and more
+    got = hardneg.mine(c[:50], c, np.arange(50), exclude=ex, num_negatives=6, metric="ip", progress=False)
+    want_ids, _, _, _ = ref.mine(c[:50], c, [[i] for i in range(50)], exclude=ex, num_negatives=6, metric="ip")
+    np.testing.assert_array_equal(got.negatives, want_ids)
+    assert all(x % 2 == 1 and x > 3 for x in got.negatives[7])

@@ -387,12 +387,17 @@ class _Plan:
         cand_ids = np.full((rows, k), -1, np.int64)
         full = cap >= k
         groups = [(np.flatnonzero(full), k)] + [(np.flatnonzero(cap == c), int(c)) for c in np.unique(cap[~full]) if c > 0]
-        padded = _csr_to_padded(*excl)
+        widest = int(np.diff(excl[0]).max()) if rows else 0
+        if rows * widest <= 4 * (len(excl[1]) + rows):
+            lists: Any = _csr_to_padded(*excl)  # the usual case: a few ids per query
+        else:  # a few queries exclude very many ids: padding would blow up, pass one array per query
+            lists = np.split(excl[1], excl[0][1:-1])
         for sel, kk in groups:
             if sel.size == 0:
                 continue
             whole = sel.size == rows
-            s, i = self.index.search(q if whole else q[sel], kk, exclude=padded if whole else padded[sel],
+            sub = lists if whole else (lists[sel] if isinstance(lists, np.ndarray) else [lists[j] for j in sel])
+            s, i = self.index.search(q if whole else q[sel], kk, exclude=sub,
                                      threads=self.threads if self.threads else None)
             cand_scores[sel, :kk] = s
             cand_ids[sel, :kk] = i
