@@ -208,7 +208,7 @@ def test_progress_bar_shows_throughput(tmp_path, data, capsys):
     q, c, pos = data
     hardneg.mine_to_disk(q, c, pos, tmp_path / "o", progress=True, shard_size=100, **KW)
     err = capsys.readouterr().err
-    assert "query/s" in err and "230/230" in err
+    assert "query/s" in err and "100%" in err
 
 
 def test_a_second_writer_is_refused(tmp_path, data):
@@ -223,3 +223,39 @@ def test_a_second_writer_is_refused(tmp_path, data):
             hardneg.mine_to_disk(q, c, pos, out, progress=False, **KW)
     got = hardneg.mine_to_disk(q, c, pos, out, progress=False, **KW)  # lock released: fine
     assert len(got) == len(q)
+
+
+def test_cli_shows_the_progress_bar_on_a_terminal(tmp_path):
+    import pty
+
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "c.npy", rng.standard_normal((500, 8), dtype=np.float32))
+    np.save(tmp_path / "q.npy", rng.standard_normal((40, 8), dtype=np.float32))
+    np.save(tmp_path / "p.npy", np.arange(40))
+    main_fd, sub_fd = pty.openpty()
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(sub_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120-column terminal
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hardneg.cli", "mine", "--queries", str(tmp_path / "q.npy"), "--corpus",
+         str(tmp_path / "c.npy"), "--positives", str(tmp_path / "p.npy"), "--num-negatives", "3", "--out",
+         str(tmp_path / "o")],
+        stdout=subprocess.PIPE, stderr=sub_fd, text=True)
+    os.close(sub_fd)
+    stdout, _ = proc.communicate(timeout=120)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main_fd)
+    err = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "100%" in err and "query/s" in err  # tqdm bar with throughput on a terminal
+    assert "Wrote 40 queries" in stdout
