@@ -74,6 +74,7 @@ pub fn first_non_finite_row(m: MatrixRef<'_>, threads: usize) -> Option<usize> {
 
 fn scan_rows(m: MatrixRef<'_>, offset: usize) -> Option<usize> {
     // Summing x - x is NaN exactly when x is NaN or infinite; it vectorises, unlike is_finite().
+    #[allow(clippy::eq_op)]
     m.data()
         .chunks_exact(m.dim())
         .position(|row| {

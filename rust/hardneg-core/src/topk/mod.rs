@@ -162,7 +162,7 @@ pub fn score_ids(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, row_scale: Optio
         return Err(Error::DimensionMismatch { what: "queries", expected: corpus.dim(), got: queries.dim() });
     }
     if ids.len() != nq * width {
-        return Err(Error::RowCountMismatch { what: "ids", expected: nq, got: if width == 0 { 0 } else { ids.len() / width } });
+        return Err(Error::RowCountMismatch { what: "ids", expected: nq, got: ids.len().checked_div(width).unwrap_or(0) });
     }
     if let Some(sc) = row_scale {
         if sc.len() != n {
