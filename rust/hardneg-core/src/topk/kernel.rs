@@ -164,22 +164,7 @@ unsafe fn pack_corpus_avx512(c: &[f32], d: usize, start: usize, end: usize, t0: 
             let row0 = start + b * BLOCK + h * 16;
             let live = end.saturating_sub(row0).min(16);
             let dst = op.add(b * kc * BLOCK + h * 16);
-            // Whole rows (the streaming case): copy the 16 rows, one contiguous region, to a
-            // staging buffer first. DRAM and the prefetchers serve that one sequential stream at
-            // full speed; the 16 strided streams of the transpose then hit cache.
-            let stage_rows = t0 == 0 && t1 == d && live == 16;
-            let (src, stride): (*const f32, usize) = if stage_rows {
-                STAGE.with(|st| {
-                    let mut st = st.borrow_mut();
-                    if st.len() < 16 * d {
-                        st.resize(16 * d, 0.0);
-                    }
-                    std::ptr::copy_nonoverlapping(cp.add(row0 * d), st.as_mut_ptr(), 16 * d);
-                    (st.as_ptr(), d)
-                })
-            } else {
-                (cp.add(row0 * d), d)
-            };
+            let (src, stride) = (cp.add(row0 * d), d);
             let mut t = t0;
             while t < t1 {
                 let width = (t1 - t).min(16);
@@ -198,11 +183,6 @@ unsafe fn pack_corpus_avx512(c: &[f32], d: usize, start: usize, end: usize, t0: 
             }
         }
     }
-}
-
-std::thread_local! {
-    /// Per-thread staging copy of 16 corpus rows (see `pack_corpus_avx512`).
-    static STAGE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Transposes a 16 x 16 tile held in 16 registers (row i in `r[i]`), returning the columns.
