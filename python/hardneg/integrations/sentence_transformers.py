@@ -1,0 +1,555 @@
+"""``mine_hard_negatives``: sentence-transformers' mining function, with hardneg's search and selection.
+
+Same arguments and the same ``datasets.Dataset`` as
+``sentence_transformers.util.mine_hard_negatives`` (the four output formats, ``output_scores``,
+``include_positives``, a separate ``corpus``, duplicate anchors as multiple positives, prompts,
+``cache_folder``, cross-encoder rescoring), but:
+
+* the exact top-k search runs in hardneg's fused SIMD kernel (:class:`hardneg.FlatIndex`): the
+  ``[queries, corpus]`` score matrix (16,384 x N floats per chunk in sentence-transformers'
+  default path) is never built, and ``use_faiss`` / ``faiss_batch_size`` are accepted but not
+  needed;
+* the filters, the rank window and the sampling run in :func:`hardneg.select_negatives`, in Rust;
+* a cross-encoder rescores only the real candidates (not the positives, nor the padding), in
+  batches across queries instead of one ``predict`` call per query;
+* ``sampling_strategy="random"`` (and hardneg's ``"simans"``) take a ``seed`` and are
+  reproducible; sentence-transformers draws from Python's global ``random``.
+
+Where sentence-transformers is wrong, this function differs on purpose (each difference is
+tested in ``tests/test_integration_st.py``):
+
+1. **num_negatives larger than the window.** sentence-transformers only checks ``num_negatives``
+   against ``range_max - range_min``. When the corpus itself is too small to fill the window
+   (a corpus of N documents offers a query with ``p`` positives at most ``N - p`` candidates),
+   it runs to the end and silently returns fewer negatives than asked for every query: an
+   empty data set with ``output_format="n-tuple"``. Here that raises a
+   :class:`hardneg.ParameterError` naming the numbers, before anything is embedded when the
+   sizes are known from the texts.
+2. **The count of missing negatives.** sentence-transformers' "Could not find enough negatives
+   for N samples" counts missing *triplet rows* in the triplet format (a query short of one
+   negative with 3 positives counts 3; short of 5 negatives counts 5 x positives), only rows
+   with no negative at all in the labeled-list format, and duplicate (anchor, positive) rows as
+   missing negatives in the labeled-pair format. Here the report counts, whatever the format,
+   the queries that got fewer than ``num_negatives`` negatives and the negatives missing in
+   total (``return_stats=True`` returns them).
+3. sentence-transformers' GPU-FAISS cap of ``range_max`` to 2048 does not apply (hardneg has no
+   ``k`` limit).
+
+Examples
+--------
+>>> from hardneg.integrations.sentence_transformers import derive_range_max
+>>> derive_range_max(range_min=0, num_negatives=3, max_positives=1, uses_score_filter=False)
+4
+>>> derive_range_max(range_min=10, num_negatives=5, max_positives=2, uses_score_filter=True)
+62
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..index import FlatIndex
+
+if TYPE_CHECKING:  # pragma: no cover
+    from datasets import Dataset
+
+__all__ = ["mine_hard_negatives", "derive_range_max"]
+
+logger = logging.getLogger(__name__)
+
+OutputFormat = Literal["triplet", "n-tuple", "labeled-pair", "labeled-list"]
+_FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list")
+
+
+def derive_range_max(*, range_min: int, num_negatives: int, max_positives: int, uses_score_filter: bool) -> int:
+    """``range_max`` as sentence-transformers derives it when it is not given.
+
+    ``range_min + num_negatives + max_positives``, or ``range_min + 10 * num_negatives +
+    max_positives`` when a score filter (a margin, ``max_score``, or ``min_score`` with a
+    cross-encoder) may drop candidates.
+
+    Examples
+    --------
+    >>> derive_range_max(range_min=2, num_negatives=4, max_positives=3, uses_score_filter=False)
+    9
+    """
+    if uses_score_filter:
+        return range_min + 10 * num_negatives + max_positives
+    return range_min + num_negatives + max_positives
+
+
+def _check_int(x: Any, name: str) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise ParameterError(f"{name} must be an integer, got {type(x).__name__} {x!r}")
+    return int(x)
+
+
+def _encode(model: Any, texts: list[str], *, kind: str, pool: Any, batch_size: int, prompt_name: str | None,
+            prompt: str | None, verbose: bool) -> np.ndarray:
+    fn = getattr(model, "encode_document" if kind == "corpus" else "encode_query", None) or model.encode
+    emb = fn(
+        texts,
+        pool=pool,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=verbose,
+        prompt_name=prompt_name,
+        prompt=prompt,
+    )
+    return np.ascontiguousarray(np.asarray(emb, dtype=np.float32))
+
+
+def _mask_positives(cand_ids: np.ndarray, pos_matrix: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Boolean ``[Q, C]``: the candidate is one of its query's positives (chunked to bound memory)."""
+    out = np.zeros(cand_ids.shape, dtype=bool)
+    for s in range(0, cand_ids.shape[0], chunk):
+        c = cand_ids[s : s + chunk]
+        p = pos_matrix[s : s + chunk]
+        hit = np.zeros(c.shape, dtype=bool)
+        for j in range(p.shape[1]):  # loop over the (few) positive slots, vectorised over queries
+            col = p[:, j : j + 1]
+            hit |= (c == col) & (col >= 0)
+        out[s : s + chunk] = hit
+    return out
+
+
+def mine_hard_negatives(
+    dataset: Dataset,
+    model: Any,
+    anchor_column_name: str | None = None,
+    positive_column_name: str | None = None,
+    corpus: list[str] | None = None,
+    cross_encoder: Any = None,
+    range_min: int = 0,
+    range_max: int | None = None,
+    max_score: float | None = None,
+    min_score: float | None = None,
+    absolute_margin: float | None = None,
+    relative_margin: float | None = None,
+    num_negatives: int = 3,
+    sampling_strategy: Literal["random", "top", "simans"] = "top",
+    query_prompt_name: str | None = None,
+    query_prompt: str | None = None,
+    corpus_prompt_name: str | None = None,
+    corpus_prompt: str | None = None,
+    include_positives: bool = False,
+    output_format: OutputFormat = "triplet",
+    output_scores: bool = False,
+    batch_size: int = 32,
+    faiss_batch_size: int = 16384,
+    use_faiss: bool = False,
+    use_multi_process: list[str] | bool = False,
+    verbose: bool = True,
+    cache_folder: str | None = None,
+    as_triplets: bool | None = None,
+    margin: float | None = None,
+    *,
+    seed: int = 0,
+    simans_a: float = 0.5,
+    simans_b: float = 0.0,
+    threads: int | None = None,
+    return_stats: bool = False,
+) -> Any:
+    """Adds hard negatives to a data set of (anchor, positive) pairs; a drop-in for sentence-transformers'.
+
+    Takes the arguments of ``sentence_transformers.util.mine_hard_negatives`` (same names, order,
+    defaults and meaning; see its documentation) and returns the same ``datasets.Dataset``. The
+    search is hardneg's exact fused top-k (``use_faiss`` and ``faiss_batch_size`` are accepted
+    and ignored: results equal FAISS ``IndexFlatIP`` on CPU), the selection is
+    :func:`hardneg.select_negatives`. The module docstring lists where the result deliberately
+    differs from sentence-transformers (clear error when the corpus cannot fill the window, a
+    correct count of queries short of negatives, no GPU-FAISS cap).
+
+    Parameters
+    ----------
+    dataset : datasets.Dataset
+        (anchor, positive) pairs; a repeated anchor means several positives for one query.
+    model : SentenceTransformer
+        Embeds the texts (``encode_query`` / ``encode_document`` with
+        ``normalize_embeddings=True``). Its ``similarity_fn_name`` must be ``"cosine"`` or
+        ``"dot"`` (the same inner product on normalised embeddings).
+    anchor_column_name, positive_column_name, corpus, cross_encoder, range_min, range_max, \
+max_score, min_score, absolute_margin, relative_margin, num_negatives, sampling_strategy, \
+query_prompt_name, query_prompt, corpus_prompt_name, corpus_prompt, include_positives, \
+output_format, output_scores, batch_size, faiss_batch_size, use_faiss, use_multi_process, \
+verbose, cache_folder, as_triplets, margin
+        As in sentence-transformers. ``sampling_strategy`` also accepts ``"simans"`` (SimANS
+        ambiguous negatives, parameters ``simans_a`` and ``simans_b``). ``cache_folder`` uses
+        sentence-transformers' file names and hashes, so either function reuses the other's cache.
+    seed : int, default 0
+        Seed of ``"random"`` and ``"simans"`` sampling; the output is identical for a seed.
+    simans_a, simans_b : float
+        SimANS weight ``exp(-a * (s - p - b) ** 2)``.
+    threads : int, optional
+        Threads of the search (default: every core). Results do not depend on it.
+    return_stats : bool, default False
+        Also return a dict of statistics: ``queries``, ``queries_short`` (queries with fewer than
+        ``num_negatives`` negatives), ``negatives_missing``, ``skipped`` (candidates removed by each
+        rule) and ``range_max``.
+
+    Returns
+    -------
+    datasets.Dataset, or (datasets.Dataset, dict) when ``return_stats``
+
+    Examples
+    --------
+    A stand-in model keeps the example free of downloads (any SentenceTransformer works):
+
+    >>> import numpy as np
+    >>> from datasets import Dataset
+    >>> from hardneg.integrations.sentence_transformers import mine_hard_negatives
+    >>> class Letters:  # embeds a text by its letter counts
+    ...     similarity_fn_name = "cosine"
+    ...     def encode(self, texts, **kw):
+    ...         v = np.array([[t.count(c) for c in "abcdefgh"] for t in texts], np.float32) + 0.1
+    ...         return v / np.linalg.norm(v, axis=1, keepdims=True)
+    >>> pairs = Dataset.from_dict({"q": ["aab", "ccd", "eef"], "doc": ["aabb", "ccdd", "eeff"]})
+    >>> out = mine_hard_negatives(pairs, Letters(), corpus=["abab", "hhhh"], num_negatives=1,
+    ...                           verbose=False)
+    >>> out.column_names, out[0]
+    (['q', 'doc', 'negative'], {'q': 'aab', 'doc': 'aabb', 'negative': 'abab'})
+    """
+    try:
+        from datasets import Dataset
+    except ImportError as e:  # pragma: no cover - datasets is a dependency of the extra
+        raise ImportError("mine_hard_negatives needs `datasets`: pip install 'hardneg[sentence-transformers]'") from e
+    from .. import select_negatives
+
+    # ---- arguments, checked as sentence-transformers does (same rules, typed errors) ----
+    if len(dataset) == 0:
+        raise ParameterError("The dataset is empty. Please provide a non-empty dataset.")
+    faiss_batch_size = _check_int(faiss_batch_size, "faiss_batch_size")
+    if faiss_batch_size <= 0:
+        raise ParameterError(f"faiss_batch_size must be a positive integer, got {faiss_batch_size}.")
+    columns = dataset.column_names
+    if not anchor_column_name or anchor_column_name not in columns:
+        anchor_column_name = columns[0]
+    if not positive_column_name or positive_column_name not in columns:
+        if len(columns) < 2:
+            raise ParameterError("Dataset must contain at least two columns to select the positive column automatically.")
+        positive_column_name = columns[1]
+    if as_triplets is not None:
+        output_format = "triplet" if as_triplets else "n-tuple"
+        logger.warning("The `as_triplets` parameter is deprecated. Use `output_format` instead (now %r).", output_format)
+    if include_positives:
+        if (range_min != 0 or range_max is not None or max_score is not None or min_score is not None
+                or absolute_margin is not None or relative_margin is not None or margin is not None
+                or sampling_strategy != "top"):
+            logger.warning(
+                "With include_positives=True, changing range_min, range_max, max_score, min_score, "
+                "absolute_margin, relative_margin or sampling_strategy may still discard the positives."
+            )
+        if output_format != "n-tuple":
+            logger.warning('With include_positives=True, output_format is set to "n-tuple" to keep the ranking order.')
+            output_format = "n-tuple"
+    if output_format == "n-tuple-scores":
+        logger.warning('output_format="n-tuple-scores" is deprecated; use "n-tuple" with output_scores=True.')
+        output_format, output_scores = "n-tuple", True
+    if output_format not in _FORMATS:
+        raise ParameterError(
+            f"Invalid output_format: {output_format}. Must be one of 'triplet', 'n-tuple', 'labeled-pair', or 'labeled-list'."
+        )
+    if sampling_strategy not in ("top", "random", "simans"):
+        raise ParameterError(f"sampling_strategy must be 'top', 'random' or 'simans', got {sampling_strategy!r}")
+    if margin is not None:
+        absolute_margin = margin
+        logger.warning("The `margin` parameter is deprecated; setting absolute_margin to %s.", margin)
+    num_negatives = _check_int(num_negatives, "num_negatives")
+    if num_negatives < 1:
+        raise ParameterError(f"num_negatives must be at least 1, got num_negatives={num_negatives}.")
+    range_min = _check_int(range_min, "range_min")
+
+    queries_all = list(dataset[anchor_column_name])
+    positives_all = list(dataset[positive_column_name])
+    # rows per anchor, duplicates included: what sentence-transformers' groupby().count() gives
+    max_positives = max(Counter(queries_all).values())
+    uses_score_filter = (absolute_margin is not None or relative_margin is not None or max_score is not None
+                         or (cross_encoder is not None and min_score is not None))
+    if range_max is None:
+        range_max = derive_range_max(range_min=range_min, num_negatives=num_negatives,
+                                     max_positives=max_positives, uses_score_filter=uses_score_filter)
+        if verbose:
+            print(f"Setting range_max to {range_max} based on the provided parameters.")
+    range_max = _check_int(range_max, "range_max")
+    if range_min < 0:
+        raise ParameterError(f"range_min must be non-negative, got range_min={range_min}.")
+    if range_min >= range_max:
+        raise ParameterError(
+            f"range_min must be smaller than range_max, got range_min={range_min} and range_max={range_max}."
+        )
+    if num_negatives > range_max - range_min:
+        raise ParameterError(
+            f"Cannot mine {num_negatives} negatives per query: only {range_max - range_min} candidates remain after "
+            f"skipping the first range_min={range_min} of range_max={range_max}. Decrease num_negatives or "
+            "range_min, or increase range_max."
+        )
+
+    # ---- texts: de-duplicated exactly as sentence-transformers does ----
+    corpus_texts = list(dict.fromkeys((list(corpus) if corpus is not None else []) + positives_all))
+    corpus_idx = {t: i for i, t in enumerate(corpus_texts)}
+    queries = list(dict.fromkeys(queries_all))
+    query_idx = {t: i for i, t in enumerate(queries)}
+    n_queries, n_corpus = len(queries), len(corpus_texts)
+
+    pos_lists: list[list[int]] = [[] for _ in range(n_queries)]
+    for q, p in zip(queries_all, positives_all):
+        lst = pos_lists[query_idx[q]]
+        c = corpus_idx[p]
+        if c not in lst:
+            lst.append(c)
+    n_pos = np.array([len(p) for p in pos_lists], dtype=np.int64)
+
+    # Fix 1: a corpus too small to fill the window for any query is an error, not an empty result.
+    fewest_candidates = n_corpus - (0 if include_positives else int(n_pos.min()))
+    reachable = min(range_max, fewest_candidates) - range_min
+    if num_negatives > reachable:
+        raise ParameterError(
+            f"Cannot mine {num_negatives} negatives per query: the corpus has {n_corpus} distinct documents, so "
+            f"every query has at most {fewest_candidates} candidates"
+            f"{'' if include_positives else ' besides its positives'}, and {max(reachable, 0)} after skipping "
+            f"range_min={range_min}. Add documents with `corpus=`, or decrease num_negatives or range_min."
+        )
+
+    if n_queries != len(queries_all) and verbose:
+        print(f"Found {n_queries} unique queries out of {len(queries_all)} total queries.")
+    if max_positives > 1 and verbose:
+        print(f"Found an average of {float(np.mean(list(Counter(queries_all).values()))):.3f} positives per query.")
+
+    # ---- embeddings (sentence-transformers' cache files and hashes) ----
+    query_emb = corpus_emb = None
+    if cache_folder:
+        os.makedirs(cache_folder, exist_ok=True)
+        card = getattr(model, "model_card_data", None)
+        model_name = (getattr(card, "base_model", None) or "") if card is not None else ""
+        qhash = hashlib.sha256(repr((model_name, query_prompt, query_prompt_name, queries)).encode()).hexdigest()
+        chash = hashlib.sha256(repr((model_name, corpus_prompt, corpus_prompt_name, corpus_texts)).encode()).hexdigest()
+        qfile = os.path.join(cache_folder, f"query_embeddings_{qhash}.npy")
+        cfile = os.path.join(cache_folder, f"corpus_embeddings_{chash}.npy")
+        if os.path.exists(qfile):
+            query_emb = np.load(qfile)
+            if verbose:
+                print(f"[Cache] Loaded query embeddings from {qfile} (shape={query_emb.shape})")
+        if os.path.exists(cfile):
+            corpus_emb = np.load(cfile)
+            if verbose:
+                print(f"[Cache] Loaded corpus embeddings from {cfile} (shape={corpus_emb.shape})")
+    if corpus_emb is None or query_emb is None:
+        pool = None
+        if use_multi_process:
+            pool = model.start_multi_process_pool(
+                target_devices=None if isinstance(use_multi_process, bool) else use_multi_process
+            )
+        try:
+            if corpus_emb is None:
+                corpus_emb = _encode(model, corpus_texts, kind="corpus", pool=pool, batch_size=batch_size,
+                                     prompt_name=corpus_prompt_name, prompt=corpus_prompt, verbose=verbose)
+            if query_emb is None:
+                query_emb = _encode(model, queries, kind="query", pool=pool, batch_size=batch_size,
+                                    prompt_name=query_prompt_name, prompt=query_prompt, verbose=verbose)
+        finally:
+            if pool is not None:
+                model.stop_multi_process_pool(pool)
+    if cache_folder:
+        if not os.path.exists(qfile):
+            np.save(qfile, query_emb)
+            if verbose:
+                print(f"[Cache] Saved query embeddings to {qfile}")
+        if not os.path.exists(cfile):
+            np.save(cfile, corpus_emb)
+            if verbose:
+                print(f"[Cache] Saved corpus embeddings to {cfile}")
+    sim = getattr(model, "similarity_fn_name", None) or "cosine"
+    if sim not in ("cosine", "dot"):
+        raise ParameterError(
+            f"model.similarity_fn_name is {sim!r}; hardneg mines with the inner product of normalised embeddings, "
+            "which ranks like 'cosine' and 'dot'. Set model.similarity_fn_name = 'cosine'."
+        )
+
+    # ---- search: sentence-transformers' candidate list, range_max + max_positives per query ----
+    width = range_max + max_positives
+    k = min(width, n_corpus)
+    index = FlatIndex(corpus_emb, metric="ip", threads=threads)
+    scores, ids = index.search(query_emb, k, threads=threads)
+    if k < width:  # pad like sentence-transformers: id -1, never selected
+        scores = np.concatenate([scores, np.full((n_queries, width - k), -np.inf, np.float32)], axis=1)
+        ids = np.concatenate([ids, np.full((n_queries, width - k), -1, np.int64)], axis=1)
+
+    # positives: the (query, positive) rows in sentence-transformers' order
+    pair_q = np.repeat(np.arange(n_queries, dtype=np.int64), n_pos)
+    pair_p = np.fromiter((c for lst in pos_lists for c in lst), dtype=np.int64, count=int(n_pos.sum()))
+    pos_scores = np.einsum("ij,ij->i", query_emb[pair_q], corpus_emb[pair_p]).astype(np.float32)
+    pos_matrix = np.full((n_queries, int(n_pos.max())), -1, dtype=np.int64)
+    col = np.arange(len(pair_q)) - np.repeat(np.cumsum(n_pos) - n_pos, n_pos)
+    pos_matrix[pair_q, col] = pair_p
+    is_pos = _mask_positives(ids, pos_matrix)
+
+    # ---- optional cross-encoder rescoring of the real candidates only ----
+    # sentence-transformers rescores when any score rule is set (min_score included)
+    if cross_encoder is not None and (uses_score_filter or min_score is not None):
+        rescore = ids >= 0
+        if not include_positives:
+            rescore &= ~is_pos
+        rq, rc = np.nonzero(rescore)
+        pool = None
+        if use_multi_process:
+            pool = cross_encoder.start_multi_process_pool(
+                target_devices=None if isinstance(use_multi_process, bool) else use_multi_process
+            )
+        try:
+            ce = cross_encoder.predict(
+                [(queries[q], corpus_texts[c]) for q, c in zip(rq.tolist(), ids[rq, rc].tolist())],
+                batch_size=batch_size, convert_to_numpy=True, show_progress_bar=verbose, pool=pool,
+            )
+            pos_scores = np.asarray(cross_encoder.predict(
+                [(queries[q], corpus_texts[p]) for q, p in zip(pair_q.tolist(), pair_p.tolist())],
+                batch_size=batch_size, convert_to_numpy=True, show_progress_bar=verbose, pool=pool,
+            ), dtype=np.float32).reshape(-1)
+        finally:
+            if pool is not None:
+                cross_encoder.stop_multi_process_pool(pool)
+        scores = np.full(scores.shape, -np.inf, dtype=np.float32)
+        scores[rq, rc] = np.asarray(ce, dtype=np.float32).reshape(-1)
+        order = np.argsort(-scores, axis=1, kind="stable")  # re-rank by the cross-encoder
+        scores = np.take_along_axis(scores, order, axis=1)
+        ids = np.take_along_axis(ids, order, axis=1)
+        ids = np.where(np.isfinite(scores), ids, -1)
+        is_pos = _mask_positives(ids, pos_matrix)
+
+    cand_ids = ids if include_positives else np.where(is_pos, -1, ids)
+    cand_scores = np.where(cand_ids >= 0, scores, np.float32(-np.inf)).astype(np.float32)
+    pos_min = np.minimum.reduceat(pos_scores, np.cumsum(n_pos) - n_pos).astype(np.float32)
+
+    sel = select_negatives(
+        cand_scores, cand_ids, pos_min,
+        num_negatives=num_negatives, range_min=range_min, range_max=range_max,
+        min_score=min_score, max_score=max_score,
+        absolute_margin=absolute_margin, relative_margin=relative_margin,
+        sampling=sampling_strategy, seed=seed, simans_a=simans_a, simans_b=simans_b,
+    )
+    neg_ids, neg_scores, skipped = _unpack_selection(sel)
+    # sentence-transformers lists each query's negatives by descending score, missing ones last
+    key = np.where(neg_ids >= 0, neg_scores, -np.inf)
+    order = np.argsort(-key, axis=1, kind="stable")
+    neg_ids = np.take_along_axis(neg_ids, order, axis=1)
+    neg_scores = np.take_along_axis(neg_scores, order, axis=1)
+
+    if verbose:
+        print("Negative candidates mined, preparing dataset...")
+    ds = _build_dataset(
+        Dataset, output_format, output_scores, anchor_column_name, positive_column_name,
+        queries, corpus_texts, pair_q, pair_p, pos_scores, neg_ids, neg_scores, num_negatives,
+    )
+
+    found = (neg_ids >= 0).sum(axis=1)
+    stats = {
+        "queries": n_queries,
+        "queries_short": int((found < num_negatives).sum()),
+        "negatives_missing": int((num_negatives - found).sum()),
+        "skipped": skipped,
+        "range_max": range_max,
+    }
+    if verbose:
+        _print_stats(stats, pos_scores, pair_q, neg_ids, neg_scores, num_negatives, absolute_margin,
+                     relative_margin, max_score, min_score, range_min)
+    return (ds, stats) if return_stats else ds
+
+
+def _unpack_selection(sel: Any) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(negatives, scores, candidates removed per rule) from :func:`hardneg.select_negatives`' result."""
+    neg_ids, neg_scores, raw = sel
+    skipped = {rule: int(raw.get(f"skipped_{rule}", 0))
+               for rule in ("absolute_margin", "relative_margin", "max_score", "min_score")}
+    return np.asarray(neg_ids, dtype=np.int64), np.asarray(neg_scores, dtype=np.float32), skipped
+
+
+def _take(texts: Sequence[str], idx: np.ndarray) -> list[str]:
+    return [texts[i] for i in idx.tolist()]
+
+
+def _build_dataset(Dataset: Any, fmt: str, output_scores: bool, acol: str, pcol: str, queries: list[str],
+                   corpus: list[str], pair_q: np.ndarray, pair_p: np.ndarray, pos_scores: np.ndarray,
+                   neg_ids: np.ndarray, neg_scores: np.ndarray, n: int) -> Any:
+    """The rows of sentence-transformers' output for each format, in its order."""
+    rep_ids = neg_ids[pair_q]  # [pairs, n]: each (query, positive) row with its query's negatives
+    rep_scores = neg_scores[pair_q]
+    valid = rep_ids >= 0
+    data: dict[str, list[Any]]
+    if fmt == "triplet":
+        r, j = np.nonzero(valid)
+        data = {acol: _take(queries, pair_q[r]), pcol: _take(corpus, pair_p[r]), "negative": _take(corpus, rep_ids[r, j])}
+        if output_scores:
+            data["scores"] = np.stack([pos_scores[r], rep_scores[r, j]], axis=1).astype(np.float64).tolist()
+    elif fmt == "n-tuple":
+        keep = valid.all(axis=1)
+        data = {acol: _take(queries, pair_q[keep]), pcol: _take(corpus, pair_p[keep])}
+        for i in range(n):
+            data[f"negative_{i + 1}"] = _take(corpus, rep_ids[keep, i])
+        if output_scores:
+            data["scores"] = np.concatenate([pos_scores[keep, None], rep_scores[keep]], axis=1).astype(np.float64).tolist()
+    elif fmt == "labeled-list":
+        keep = valid.any(axis=1)
+        rows = np.nonzero(keep)[0]
+        data = {acol: _take(queries, pair_q[rows]), pcol: []}
+        vals: list[list[Any]] = []
+        for r in rows.tolist():
+            m = valid[r]
+            data[pcol].append([corpus[pair_p[r]]] + _take(corpus, rep_ids[r][m]))
+            if output_scores:
+                vals.append([float(pos_scores[r])] + rep_scores[r][m].astype(np.float64).tolist())
+            else:
+                vals.append([1] + [0] * int(m.sum()))
+        data["scores" if output_scores else "labels"] = vals
+    else:  # labeled-pair: per query its positives (label 1), then its negatives (label 0)
+        nq = neg_ids.shape[0]
+        qn, jn = np.nonzero(neg_ids >= 0)
+        q_all = np.concatenate([pair_q, qn])
+        kind = np.concatenate([np.zeros(len(pair_q), np.int64), np.ones(len(qn), np.int64)])
+        pos_in_q = np.arange(len(pair_q))
+        within = np.concatenate([pos_in_q, jn])
+        order = np.lexsort((within, kind, q_all))
+        docs = np.concatenate([pair_p, neg_ids[qn, jn]])[order]
+        vals_f = np.concatenate([pos_scores, neg_scores[qn, jn]]).astype(np.float64)[order]
+        data = {acol: _take(queries, q_all[order]), pcol: _take(corpus, docs)}
+        if output_scores:
+            data["score"] = vals_f.tolist()
+        else:
+            data["label"] = (1 - kind[order]).tolist()
+        del nq
+    return Dataset.from_dict(data)
+
+
+def _print_stats(stats: dict[str, Any], pos_scores: np.ndarray, pair_q: np.ndarray, neg_ids: np.ndarray,
+                 neg_scores: np.ndarray, n: int, absolute_margin: Any, relative_margin: Any, max_score: Any,
+                 min_score: Any, range_min: int) -> None:
+    rep = neg_ids[pair_q] >= 0
+    negs = neg_scores[pair_q][rep].astype(np.float64)
+    diff = np.repeat(pos_scores[:, None], n, axis=1)[rep].astype(np.float64) - negs
+    pos = pos_scores.astype(np.float64)
+    row = "{:<6} {:>14} {:>14} {:>14}"
+    print(row.format("Metric", "Positive", "Negative", "Difference"))
+    print(row.format("Count", f"{len(pos):,}", f"{len(negs):,}", ""))
+    funcs = [("Mean", np.mean), ("Median", np.median), ("Std", lambda a: np.std(a, ddof=1) if len(a) > 1 else float("nan")),
+             ("Min", np.min), ("25%", lambda a: np.quantile(a, 0.25)), ("50%", np.median),
+             ("75%", lambda a: np.quantile(a, 0.75)), ("Max", np.max)]
+    for name, f in funcs:
+        cells = [f"{f(a):.4f}" if len(a) else "-" for a in (pos, negs, diff)]
+        print(row.format(name, *cells))
+    for rule, value in (("absolute_margin", absolute_margin), ("relative_margin", relative_margin),
+                        ("max_score", max_score), ("min_score", min_score)):
+        if stats["skipped"].get(rule):
+            print(f"Skipped {stats['skipped'][rule]:,} potential negatives due to the {rule} of {value}.")
+    if stats["queries_short"]:
+        q, short, miss = stats["queries"], stats["queries_short"], stats["negatives_missing"]
+        print(
+            f"Could not find enough negatives for {short:,} of {q:,} queries ({short / q:.2%}); "
+            f"{miss:,} of {q * n:,} negatives ({miss / (q * n):.2%}) are missing. Consider increasing range_max"
+            f"{', decreasing range_min' if range_min else ''} or loosening the score filters."
+        )

