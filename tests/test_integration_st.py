@@ -54,19 +54,19 @@ def cross_encoder():
 
 @pytest.fixture(scope="module")
 def pairs():
-    p = stdlib_docstring_pairs(limit=160, max_chars=240)
-    assert len(p) == 160
+    p = stdlib_docstring_pairs(limit=100, max_chars=160)
+    assert len(p) == 100
     return p
 
 
 @pytest.fixture(scope="module")
 def pair_ds(pairs):
-    return datasets.Dataset.from_dict({"query": [q for q, _ in pairs[:100]], "answer": [a for _, a in pairs[:100]]})
+    return datasets.Dataset.from_dict({"query": [q for q, _ in pairs[:60]], "answer": [a for _, a in pairs[:60]]})
 
 
 @pytest.fixture(scope="module")
 def extra_corpus(pairs):
-    return [a for _, a in pairs[100:]]
+    return [a for _, a in pairs[60:]]
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_separate_corpus(pair_ds, extra_corpus, model, cache):
 
 @pytest.fixture(scope="module")
 def multi_ds(pairs):
-    rows = stdlib_docstring_paragraphs(limit=40, max_chars=200)
+    rows = stdlib_docstring_paragraphs(limit=25, max_chars=160)
     q = [s for s, ps in rows for _ in ps]
     a = [p for _, ps in rows for p in ps]
     # a repeated (anchor, positive) row: counted once as a positive, as sentence-transformers does
@@ -180,10 +180,10 @@ def test_include_positives(multi_ds, model, cache):
 
 
 def test_prompts_change_embeddings_like_sentence_transformers(pair_ds, model, cache):
-    ours, theirs = run_both(pair_ds.select(range(40)), model, cache, num_negatives=2, query_prompt="query: ",
+    ours, theirs = run_both(pair_ds.select(range(20)), model, cache, num_negatives=2, query_prompt="query: ",
                             corpus_prompt="passage: ", output_format="n-tuple", output_scores=True)
     assert_same(ours, theirs)
-    plain = hn_mine(pair_ds.select(range(40)), model, verbose=False, cache_folder=cache, num_negatives=2,
+    plain = hn_mine(pair_ds.select(range(20)), model, verbose=False, cache_folder=cache, num_negatives=2,
                     output_format="n-tuple", output_scores=True)
     assert plain["scores"] != ours["scores"]
 
@@ -277,7 +277,7 @@ def test_fix_count_of_missing_negatives(multi_ds, model, cache, capsys):
 
 
 def test_stats_skip_counts_match_sentence_transformers(pair_ds, model, cache, capsys):
-    kw = dict(relative_margin=0.05, max_score=0.7, num_negatives=3, cache_folder=cache)
+    kw = dict(relative_margin=0.05, max_score=0.4, num_negatives=3, cache_folder=cache)
     capsys.readouterr()
     st_mine(pair_ds, model, verbose=True, **kw)
     theirs = capsys.readouterr().out
