@@ -21,10 +21,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hardneg", description="Hard-negative mining and top-k search.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the main job on an embedded default data set")
-    demo.add_argument("--n", type=int, default=200_000, help="corpus rows of the generated data")
-    demo.add_argument("--dim", type=int, default=384, help="embedding dimension of the generated data")
-    demo.add_argument("--queries", type=int, default=1024, help="queries of the generated data")
+    demo.add_argument("--n", type=int, default=100_000, help="corpus rows of the generated top-k speed check")
+    demo.add_argument("--dim", type=int, default=384, help="embedding dimension of the generated top-k speed check")
+    demo.add_argument("--queries", type=int, default=512, help="queries of the generated top-k speed check")
     demo.add_argument("--k", type=int, default=10)
+    demo.add_argument("--pairs", type=int, default=400, help="standard-library docstring pairs to mine (0: all)")
+    demo.add_argument("--num-negatives", type=int, default=4)
+    demo.add_argument("--relative-margin", type=float, default=0.05)
+    demo.add_argument("--no-model", action="store_true", help="use generated embeddings even if the model is installed")
+    demo.add_argument("--no-topk", action="store_true", help="skip the top-k speed line against FAISS")
     demo.set_defaults(run=_run_demo)
     from .mining_job import add_mine_parser
 
@@ -33,9 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from .demo import topk_demo
+    from .demo import mining_demo, topk_demo
 
-    topk_demo(n=args.n, dim=args.dim, queries=args.queries, k=args.k)
+    mining_demo(args.pairs or None, num_negatives=args.num_negatives, relative_margin=args.relative_margin,
+                use_model=not args.no_model)
+    if not args.no_topk:
+        print()
+        topk_demo(n=args.n, dim=args.dim, queries=args.queries, k=args.k)
     return 0
 
 
