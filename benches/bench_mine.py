@@ -50,6 +50,20 @@ def mem_available() -> int:
 
 
 def peak_rss() -> int:
+    """Peak resident set size of this process, in bytes.
+
+    ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` would be the obvious call, but Linux carries the
+    parent's high-water mark into a child across fork/exec, so a small child of a large parent
+    reports the parent's peak. ``VmHWM`` of ``/proc/self/status`` belongs to the process's own
+    address space; it is used when available, and both are recorded.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
@@ -154,6 +168,7 @@ def worker(variant: str, path: str, threads: int | None, st_batch: int = 16384) 
         res["first_row"] = first
     res["peak_rss"] = peak_rss()
     res["baseline_rss"] = base_rss
+    res["ru_maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return res
 
 
@@ -177,6 +192,9 @@ def main() -> int:
                     help="faiss_batch_size of the sentence-transformers variants (its default: 16384)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker == "generate":
+        generate(args.data_dir, args.queries, args.corpus, args.dim)
+        return 0
     if args.worker:
         print("RESULT " + json.dumps(worker(args.worker, args.data_dir, args.threads, args.st_batch)))
         return 0
@@ -196,7 +214,9 @@ def main() -> int:
         print(f"not enough free disk for {fmt_bytes(file_bytes)} of embeddings")
         return 1
     t = time.perf_counter()
-    generate(path, q, n, d)
+    # in a subprocess, so that this parent stays small (children inherit its peak RSS counter)
+    subprocess.run([sys.executable, __file__, "--worker", "generate", "--data-dir", path, "--queries", str(q),
+                    "--corpus", str(n), "--dim", str(d)], check=True)
     print(f"embeddings ready ({fmt_bytes(file_bytes)} on disk) in {time.perf_counter() - t:.1f} s")
 
     emb_bytes = (q + n) * d * 4

@@ -274,6 +274,13 @@ def test_fix_count_of_missing_negatives(multi_ds, model, cache, capsys):
     n_pos = {q: len(set(p for qq, p in zip(multi_ds["anchor"], multi_ds["positive"]) if qq == q)) for q in found}
     assert st_reported == sum((4 - found[q]) * n_pos[q] for q in found)
     assert st_reported != short
+    # labeled-list: sentence-transformers counts only the rows without any negative
+    capsys.readouterr()
+    st_mine(multi_ds, model, output_format="labeled-list", verbose=True, **kw)
+    st_list = _st_missing(capsys.readouterr().out)
+    assert st_list == sum(n_pos[q] for q in found if found[q] == 0)
+    _, stats_list = hn_mine(multi_ds, model, output_format="labeled-list", verbose=False, return_stats=True, **kw)
+    assert stats_list == stats
 
 
 def test_stats_skip_counts_match_sentence_transformers(pair_ds, model, cache, capsys):
