@@ -23,6 +23,7 @@ run it when ``MemAvailable`` cannot hold it with 3 GiB to spare; it then prints 
     .venv/bin/python benches/bench_mine.py --queries 2000 --corpus 20000   # smoke run
     .venv/bin/python benches/bench_mine.py --large              # 100,000 x 1,000,000 x 384
     .venv/bin/python benches/bench_mine.py --out-of-core        # 1,000 x 8,000,000 x 768 memmapped (24.6 GB file)
+    .venv/bin/python benches/bench_mine.py --large --plan       # predicted memory only, nothing run
 """
 
 from __future__ import annotations
@@ -71,6 +72,17 @@ def st_default_bytes(q: int, n: int, batch: int = 16384) -> int:
     """Score matrix of one chunk of sentence-transformers' default path, plus the normalised corpus copy."""
     rows = min(batch, q)
     return rows * n * 4
+
+
+def predicted_bytes(variant: str, q: int, n: int, d: int, st_batch: int = 16384) -> int:
+    """A variant's predicted peak memory (embeddings it holds + its largest temporary)."""
+    emb = (q + n) * d * 4
+    return {
+        "hardneg": q * d * 4 + 64 * 1024**2,  # the corpus is memory-mapped, results are Q x 8
+        "hardneg_st": 2 * emb,  # queries + corpus in RAM, the encode copy of the stand-in model
+        "st": 2 * emb + st_default_bytes(q, n, st_batch) + n * d * 4,  # + cos_sim's normalised corpus copy
+        "st_faiss": 3 * emb,  # + the FlatIP index's own copy
+    }[variant]
 
 
 def generate(path: str, q: int, n: int, d: int, seed: int = 0, chunk: int = 200_000) -> None:
@@ -190,6 +202,7 @@ def main() -> int:
     ap.add_argument("--headroom-gib", type=float, default=3.0, help="RAM to leave free when predicting a variant's need")
     ap.add_argument("--st-batch", type=int, default=16384,
                     help="faiss_batch_size of the sentence-transformers variants (its default: 16384)")
+    ap.add_argument("--plan", action="store_true", help="print each variant's predicted memory and exit")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker == "generate":
@@ -206,6 +219,13 @@ def main() -> int:
         args.queries, args.corpus, args.dim = 1_000, 8_000_000, 768
         variants = [v for v in variants if v == "hardneg"]
     q, n, d = args.queries, args.corpus, args.dim
+    if args.plan:
+        print(f"plan for {q:,} queries x {n:,} x {d} (MemAvailable now {fmt_bytes(mem_available())}):")
+        for v in variants:
+            print(f"  {v:<11} predicted peak {fmt_bytes(predicted_bytes(v, q, n, d, args.st_batch))}")
+        print(f"  st's default path scores {min(args.st_batch, q):,} x {n:,} float32 per query chunk = "
+              f"{fmt_bytes(st_default_bytes(q, n, args.st_batch))}")
+        return 0
     path = args.data_dir or f"/tmp/hardneg_bench_{q}x{n}x{d}"
     print(f"mining benchmark: {q:,} queries x {n:,} x {d} corpus, relative_margin=0.05, 8 negatives, "
           f"{os.cpu_count()} cores; data in {path}")
@@ -219,15 +239,9 @@ def main() -> int:
                     "--corpus", str(n), "--dim", str(d)], check=True)
     print(f"embeddings ready ({fmt_bytes(file_bytes)} on disk) in {time.perf_counter() - t:.1f} s")
 
-    emb_bytes = (q + n) * d * 4
     results: dict[str, dict] = {}
     for v in variants:
-        need = {
-            "hardneg": q * d * 4 + 64 * 1024**2,  # the corpus is memory-mapped
-            "hardneg_st": 2 * emb_bytes,  # queries + corpus in RAM, the encode copy of the stand-in model
-            "st": 2 * emb_bytes + st_default_bytes(q, n, args.st_batch) + n * d * 4,
-            "st_faiss": 3 * emb_bytes,
-        }[v]
+        need = predicted_bytes(v, q, n, d, args.st_batch)
         avail = mem_available()
         if v == "st":
             print(f"  st: the default path scores {min(args.st_batch, q):,} x {n:,} float32 per chunk = "
