@@ -118,3 +118,53 @@ def grads_of(fn, *tensors):
     out = fn(*leaves)
     out.backward()
     return out.detach(), [lf.grad if lf.grad is not None else torch.zeros_like(lf) for lf in leaves]
+
+
+class EmbeddingLookup(torch.nn.Module):
+    """A real ``nn.Module`` for sentence-transformers losses: features ``{"row": ids}`` -> table rows.
+
+    ST losses call ``model(features)["sentence_embedding"]`` per column; with this module the
+    embeddings they see are rows of ``table`` (a leaf tensor), so ``table.grad`` holds exactly the
+    gradient of the loss with respect to those embeddings.
+    """
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.table = table
+
+    def forward(self, features):
+        return {"sentence_embedding": self.table[features["row"]]}
+
+
+def ref_guided(q, p, n, gq, gp, gn, *, temperature, strategy, margin, contrast_anchors, contrast_positives, mask_self):
+    """GISTEmbed mean loss with explicit loops over rows and candidates (float64)."""
+    q, p, gq, gp = unit(q), unit(p), unit(gq), unit(gp)
+    n = unit(n) if n is not None else None
+    gn = unit(gn) if gn is not None else None
+    B = q.shape[0]
+    total = 0.0
+    for i in range(B):
+        g = float(dot(gq[i], gp[i]))
+        thr = g - margin if strategy == "absolute" else g - abs(g) * margin
+        terms, target = [], None
+        blocks = [("ap", q[i], p, gq[i], gp)]
+        if contrast_anchors:
+            blocks.append(("aa", q[i], q, gq[i], gq))
+        if contrast_positives:
+            blocks.append(("pp", p[i], p, gp[i], gp))
+        if n is not None:
+            blocks.append(("an", q[i], n.reshape(-1, n.shape[-1]), gq[i], gn.reshape(-1, gn.shape[-1])))
+        for name, x, ys, gx, gys in blocks:
+            for j in range(ys.shape[0]):
+                s = dot(x, ys[j]) / temperature
+                if name == "ap" and j == i:
+                    target = s
+                    terms.append(s)
+                    continue
+                if mask_self and name in ("aa", "pp") and j == i:
+                    continue
+                if float(dot(gx, gys[j])) > thr:
+                    continue
+                terms.append(s)
+        total = total + (lse(terms) - target)
+    return total / B
