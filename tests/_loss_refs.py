@@ -99,7 +99,7 @@ def _row_loss(x, q, p, n, i, t, in_batch, pid, nid, margin, alpha, denominator, 
     if denominator == "standard":
         return lse([pos] + neg_terms) - pos
     if not neg_terms:
-        return torch.zeros((), dtype=torch.float64)
+        return 0.0 * pos  # no negatives: 0, still part of the graph
     if denominator == "decoupled":
         return lse(neg_terms) - pos
     # debiased / HCL, exp space exactly as chingyaoc/DCL and joshr17/HCL write it
