@@ -89,7 +89,7 @@ class SigLIPLoss(nn.Module):
     >>> import torch
     >>> from hardneg.losses import SigLIPLoss
     >>> loss_fn = SigLIPLoss()
-    >>> round(float(loss_fn.logit_scale.exp()), 4), float(loss_fn.logit_bias)
+    >>> round(float(loss_fn.logit_scale.detach().exp()), 4), float(loss_fn.logit_bias.detach())
     (10.0, -10.0)
     >>> loss = loss_fn(torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 3, 8))
     >>> loss.detach().shape, loss.backward(), loss_fn.logit_bias.grad is not None
