@@ -214,3 +214,21 @@ def test_bad_input_raises_typed_errors():
     with pytest.raises(hardneg.DeviceError, match="device"):
         info_nce(q, meta)
     assert issubclass(hardneg.DeviceError, ValueError) and issubclass(hardneg.DeviceError, hardneg.HardnegError)
+
+
+def test_autocast_keeps_similarities_in_float32():
+    from hardneg.losses import chunked_info_nce, decoupled_info_nce, guided_info_nce, siglip_loss
+
+    q, p, neg = _data(12, 2, 32, 2, dtype=torch.float32)
+    fns = [
+        lambda: info_nce(q, p, neg, temperature=0.01),
+        lambda: chunked_info_nce(q, p, neg, temperature=0.01, chunk_size=5),
+        lambda: decoupled_info_nce(q, p, neg, temperature=0.01),
+        lambda: siglip_loss(q, p, neg),
+        lambda: guided_info_nce(q, p, neg, guide_queries=q, guide_positives=p, guide_negatives=neg),
+    ]
+    for fn in fns:
+        ref = fn()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fn()
+        assert out.dtype == torch.float32 and torch.allclose(out, ref, rtol=1e-6, atol=1e-6)

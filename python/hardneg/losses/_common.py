@@ -16,6 +16,7 @@ target column, so no row is ever fully masked.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -206,3 +207,14 @@ def check_reduction(reduction: Any, allowed: tuple[str, ...] = ("mean", "sum", "
     if reduction not in allowed:
         raise ParameterError(f"reduction must be one of {allowed}, got {reduction!r}")
     return reduction
+
+
+def fp32_context(t: Any) -> Any:
+    """Disables autocast on ``t``'s device: similarities and log-sum-exps stay in float32 under autocast."""
+    dev = getattr(getattr(t, "device", None), "type", None)
+    if dev not in ("cpu", "cuda", "xpu", "mps"):
+        return nullcontext()
+    try:
+        return torch.autocast(device_type=dev, enabled=False)
+    except (RuntimeError, ValueError):  # a torch build without autocast for that device
+        return nullcontext()

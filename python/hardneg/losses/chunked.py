@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError
-from ._common import NEG_INF, Candidates, candidate_mask_bias, check_reduction, check_similarity
+from ._common import NEG_INF, Candidates, candidate_mask_bias, check_reduction, check_similarity, fp32_context
 from .infonce import PerRow, check_common, direction_logits, prepare
 
 __all__ = ["ChunkedInfoNCE", "chunked_info_nce", "chunked_lse_sum"]
@@ -55,7 +55,8 @@ class _ChunkedLSESum(torch.autograd.Function):
     ) -> torch.Tensor:
         need = bool(need_grad and (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]))
         B = rows.shape[0]
-        total = torch.zeros((), dtype=torch.float64, device=rows.device)
+        acc = torch.float32 if rows.device.type == "mps" else torch.float64  # MPS has no float64
+        total = torch.zeros((), dtype=acc, device=rows.device)
         g_rows = torch.empty_like(rows) if need else None
         g_cands = torch.zeros_like(cands) if need else None
         for r0 in range(0, B, chunk):
@@ -75,7 +76,7 @@ class _ChunkedLSESum(torch.autograd.Function):
                 logits.masked_fill_(mask, NEG_INF)
                 del mask
             lse = torch.logsumexp(logits, dim=1)
-            total += lse.sum(dtype=torch.float64)
+            total += lse.sum(dtype=acc)
             if need:
                 assert g_rows is not None and g_cands is not None
                 p = logits.sub_(lse[:, None]).exp_().mul_(scale)  # d LSE_i / d s_ic; 0 where masked
@@ -168,29 +169,30 @@ def chunked_info_nce(
     reduction = check_reduction(reduction, ("mean", "sum"))
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ParameterError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    prep = prepare(
-        queries, positives, negatives, positive_ids=positive_ids, negative_ids=negative_ids,
-        symmetric=symmetric, in_batch=in_batch, similarity=similarity, gather=gather, group=group,
-    )
-    scale = 1.0 / t
-    B = prep.batch
-    total = None
-    for k, d in enumerate(prep.directions):
-        a = alpha if k == 0 else 0.0
-        if isinstance(d, PerRow):  # [B, 1 + n] logits: already linear in B
-            logits, targets = direction_logits(d, scale, margin, a)
-            part = (torch.logsumexp(logits, dim=1) - logits[:, 0]).sum()
-        else:
-            assert isinstance(d, Candidates)
-            lse = chunked_lse_sum(
-                d.rows, d.cands, d.targets, scale=scale, pos_sim=d.pos_sim, row_ids=d.row_ids,
-                cand_ids=d.cand_ids, cand_has_id=d.cand_has_id, margin=margin, alpha=a, chunk_size=chunk_size,
-            )
-            part = lse - scale * d.pos_sim.sum()
-        total = part if total is None else total + part
-    assert total is not None
-    total = total / len(prep.directions)
-    return total / B if reduction == "mean" else total
+    with fp32_context(queries):
+        prep = prepare(
+            queries, positives, negatives, positive_ids=positive_ids, negative_ids=negative_ids,
+            symmetric=symmetric, in_batch=in_batch, similarity=similarity, gather=gather, group=group,
+        )
+        scale = 1.0 / t
+        B = prep.batch
+        total = None
+        for k, d in enumerate(prep.directions):
+            a = alpha if k == 0 else 0.0
+            if isinstance(d, PerRow):  # [B, 1 + n] logits: already linear in B
+                logits, targets = direction_logits(d, scale, margin, a)
+                part = (torch.logsumexp(logits, dim=1) - logits[:, 0]).sum()
+            else:
+                assert isinstance(d, Candidates)
+                lse = chunked_lse_sum(
+                    d.rows, d.cands, d.targets, scale=scale, pos_sim=d.pos_sim, row_ids=d.row_ids,
+                    cand_ids=d.cand_ids, cand_has_id=d.cand_has_id, margin=margin, alpha=a, chunk_size=chunk_size,
+                )
+                part = lse - scale * d.pos_sim.sum()
+            total = part if total is None else total + part
+        assert total is not None
+        total = total / len(prep.directions)
+        return total / B if reduction == "mean" else total
 
 
 class ChunkedInfoNCE(nn.Module):

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError
-from ._common import NEG_INF, check_float, check_optional_float, check_reduction, check_temperature, reduce
+from ._common import NEG_INF, fp32_context, check_float, check_optional_float, check_reduction, check_temperature, reduce
 from .infonce import direction_logits, prepare
 
 __all__ = [
@@ -55,16 +55,17 @@ def _row_losses(
     symmetric: bool, in_batch: bool, false_negative_margin: Optional[float], gather: bool, group: Any,
     similarity: str, row_loss: Any,
 ) -> torch.Tensor:
-    prep = prepare(
-        queries, positives, negatives, positive_ids=positive_ids, negative_ids=negative_ids,
-        symmetric=symmetric, in_batch=in_batch, similarity=similarity, gather=gather, group=group,
-    )
-    scale = 1.0 / temperature
-    losses = []
-    for d in prep.directions:
-        logits, targets = direction_logits(d, scale, false_negative_margin, 0.0)
-        losses.append(row_loss(logits, targets, scale))
-    return losses[0] if len(losses) == 1 else 0.5 * (losses[0] + losses[1])
+    with fp32_context(queries):
+        prep = prepare(
+            queries, positives, negatives, positive_ids=positive_ids, negative_ids=negative_ids,
+            symmetric=symmetric, in_batch=in_batch, similarity=similarity, gather=gather, group=group,
+        )
+        scale = 1.0 / temperature
+        losses = []
+        for d in prep.directions:
+            logits, targets = direction_logits(d, scale, false_negative_margin, 0.0)
+            losses.append(row_loss(logits, targets, scale))
+        return losses[0] if len(losses) == 1 else 0.5 * (losses[0] + losses[1])
 
 
 def _decoupled_rows(logits: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DeviceError, ParameterError, ShapeError
-from ._common import NEG_INF, check_embeddings, check_float, check_reduction, check_temperature, reduce
+from ._common import NEG_INF, fp32_context, check_embeddings, check_float, check_reduction, check_temperature, reduce
 from .distributed import gather_no_grad, gather_with_grad, rank_and_world_size
 
 __all__ = ["GuidedInfoNCE", "guided_info_nce"]
@@ -103,46 +103,47 @@ def guided_info_nce(
         )
     if gq.device != q.device:
         raise DeviceError(f"guide embeddings are on {gq.device} but queries are on {q.device}; move them to one device")
-    B = q.shape[0]
-    a, pu = _unit(q), _unit(p)
-    nu = _unit(n).reshape(-1, n.shape[-1]) if n is not None else None
-    with torch.no_grad():
-        ga, gpu = _unit(gq.detach()), _unit(gp.detach())
-        gnu = _unit(gn.detach()).reshape(-1, gn.shape[-1]) if gn is not None else None
-    rank, world = rank_and_world_size(group) if gather else (0, 1)
-    offset = rank * B
-    if gather and world > 1:
-        p_all, gp_all = gather_with_grad(pu, group), gather_no_grad(gpu, group)
-        n_all = gather_with_grad(nu, group) if nu is not None else None
-        gn_all = gather_no_grad(gnu, group) if gnu is not None else None
-    else:
-        p_all, gp_all, n_all, gn_all = pu, gpu, nu, gnu
-    rows = torch.arange(B, device=q.device)
-    g_pos = (ga * gpu).sum(-1)[:, None]
-    thr = g_pos - m if margin_strategy == "absolute" else g_pos - g_pos.abs() * m
+    with fp32_context(q):
+        B = q.shape[0]
+        a, pu = _unit(q), _unit(p)
+        nu = _unit(n).reshape(-1, n.shape[-1]) if n is not None else None
+        with torch.no_grad():
+            ga, gpu = _unit(gq.detach()), _unit(gp.detach())
+            gnu = _unit(gn.detach()).reshape(-1, gn.shape[-1]) if gn is not None else None
+        rank, world = rank_and_world_size(group) if gather else (0, 1)
+        offset = rank * B
+        if gather and world > 1:
+            p_all, gp_all = gather_with_grad(pu, group), gather_no_grad(gpu, group)
+            n_all = gather_with_grad(nu, group) if nu is not None else None
+            gn_all = gather_no_grad(gnu, group) if gnu is not None else None
+        else:
+            p_all, gp_all, n_all, gn_all = pu, gpu, nu, gnu
+        rows = torch.arange(B, device=q.device)
+        g_pos = (ga * gpu).sum(-1)[:, None]
+        thr = g_pos - m if margin_strategy == "absolute" else g_pos - g_pos.abs() * m
 
-    def block(x: torch.Tensor, y: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor, self_col: Optional[int],
-              protect: bool) -> torch.Tensor:
-        s = x @ y.T
-        mask = (gx @ gy.T) > thr
-        if protect:
-            mask[rows, offset + rows] = False
-        if self_col is not None and mask_self:
-            mask[rows, self_col + rows] = True
-        return s.masked_fill(mask, NEG_INF)
+        def block(x: torch.Tensor, y: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor, self_col: Optional[int],
+                  protect: bool) -> torch.Tensor:
+            s = x @ y.T
+            mask = (gx @ gy.T) > thr
+            if protect:
+                mask[rows, offset + rows] = False
+            if self_col is not None and mask_self:
+                mask[rows, self_col + rows] = True
+            return s.masked_fill(mask, NEG_INF)
 
-    blocks = [block(a, p_all, ga, gp_all, None, True)]
-    if contrast_anchors:
-        blocks.append(block(a, a, ga, ga, 0, False))
-    if contrast_positives:
-        blocks.append(block(pu, p_all, gpu, gp_all, offset, False))
-    if n_all is not None:
-        assert gn_all is not None
-        blocks.append(block(a, n_all, ga, gn_all, None, False))
-    logits = torch.cat(blocks, dim=1) / t
-    targets = offset + rows
-    loss = torch.logsumexp(logits, dim=1) - logits.gather(1, targets[:, None])[:, 0]
-    return reduce(loss, reduction)
+        blocks = [block(a, p_all, ga, gp_all, None, True)]
+        if contrast_anchors:
+            blocks.append(block(a, a, ga, ga, 0, False))
+        if contrast_positives:
+            blocks.append(block(pu, p_all, gpu, gp_all, offset, False))
+        if n_all is not None:
+            assert gn_all is not None
+            blocks.append(block(a, n_all, ga, gn_all, None, False))
+        logits = torch.cat(blocks, dim=1) / t
+        targets = offset + rows
+        loss = torch.logsumexp(logits, dim=1) - logits.gather(1, targets[:, None])[:, 0]
+        return reduce(loss, reduction)
 
 
 class GuidedInfoNCE(nn.Module):

@@ -21,6 +21,7 @@ from ._common import (
     check_similarity,
     check_temperature,
     embed_prep,
+    fp32_context,
     reduce,
 )
 from .distributed import gather_no_grad, gather_with_grad, rank_and_world_size
@@ -214,19 +215,20 @@ def info_nce(
     """
     t, margin, alpha = check_common(temperature, false_negative_margin, hardness_alpha)
     reduction = check_reduction(reduction)
-    prep = prepare(
-        queries, positives, negatives, positive_ids=positive_ids, negative_ids=negative_ids,
-        symmetric=symmetric, in_batch=in_batch, similarity=similarity, gather=gather, group=group,
-    )
-    scale = 1.0 / t
-    per_dir = []
-    for k, d in enumerate(prep.directions):
-        # hardness weighting applies to the query->document direction only (as in sentence-transformers)
-        logits, targets = direction_logits(d, scale, margin, alpha if k == 0 else 0.0)
-        pos = logits.gather(1, targets[:, None])[:, 0]
-        per_dir.append(torch.logsumexp(logits, dim=1) - pos)
-    loss = per_dir[0] if len(per_dir) == 1 else 0.5 * (per_dir[0] + per_dir[1])
-    return reduce(loss, reduction)
+    with fp32_context(queries):
+        prep = prepare(
+            queries, positives, negatives, positive_ids=positive_ids, negative_ids=negative_ids,
+            symmetric=symmetric, in_batch=in_batch, similarity=similarity, gather=gather, group=group,
+        )
+        scale = 1.0 / t
+        per_dir = []
+        for k, d in enumerate(prep.directions):
+            # hardness weighting applies to the query->document direction only (as in sentence-transformers)
+            logits, targets = direction_logits(d, scale, margin, alpha if k == 0 else 0.0)
+            pos = logits.gather(1, targets[:, None])[:, 0]
+            per_dir.append(torch.logsumexp(logits, dim=1) - pos)
+        loss = per_dir[0] if len(per_dir) == 1 else 0.5 * (per_dir[0] + per_dir[1])
+        return reduce(loss, reduction)
 
 
 class InfoNCE(nn.Module):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ParameterError
-from ._common import candidate_mask_bias, check_float, check_reduction, reduce
+from ._common import candidate_mask_bias, fp32_context, check_float, check_reduction, reduce
 from .infonce import PerRow, prepare
 
 __all__ = ["SigLIPLoss", "siglip_loss"]
@@ -53,28 +53,29 @@ def siglip_loss(
     True
     """
     reduction = check_reduction(reduction)
-    prep = prepare(
-        queries, positives, negatives, positive_ids=positive_ids, negative_ids=negative_ids, symmetric=False,
-        in_batch=in_batch, similarity="cosine", gather=gather, group=group,
-    )
-    d = prep.directions[0]
-    if isinstance(d, PerRow):
-        sim = d.sim
-        targets = torch.zeros(sim.shape[0], dtype=torch.long, device=sim.device)
-        row_ids, cand_ids, has = d.row_ids, d.cand_ids, d.cand_has_id
-    else:
-        sim = d.rows @ d.cands.T
-        targets, row_ids, cand_ids, has = d.targets, d.row_ids, d.cand_ids, d.cand_has_id
-    same, _ = candidate_mask_bias(sim, None, row_ids=row_ids, cand_ids=cand_ids, cand_has_id=has)
-    z = -torch.ones_like(sim)
-    if same is not None:
-        z = z.masked_fill(same, 1.0)
-    z.scatter_(1, targets[:, None], 1.0)
-    t = logit_scale.float().exp() if isinstance(logit_scale, torch.Tensor) else math.exp(check_float(logit_scale, "logit_scale"))
-    b = logit_bias.float() if isinstance(logit_bias, torch.Tensor) else check_float(logit_bias, "logit_bias")
-    logits = sim * t + b
-    loss = -F.logsigmoid(z * logits).sum(dim=1)
-    return reduce(loss, reduction)
+    with fp32_context(queries):
+        prep = prepare(
+            queries, positives, negatives, positive_ids=positive_ids, negative_ids=negative_ids, symmetric=False,
+            in_batch=in_batch, similarity="cosine", gather=gather, group=group,
+        )
+        d = prep.directions[0]
+        if isinstance(d, PerRow):
+            sim = d.sim
+            targets = torch.zeros(sim.shape[0], dtype=torch.long, device=sim.device)
+            row_ids, cand_ids, has = d.row_ids, d.cand_ids, d.cand_has_id
+        else:
+            sim = d.rows @ d.cands.T
+            targets, row_ids, cand_ids, has = d.targets, d.row_ids, d.cand_ids, d.cand_has_id
+        same, _ = candidate_mask_bias(sim, None, row_ids=row_ids, cand_ids=cand_ids, cand_has_id=has)
+        z = -torch.ones_like(sim)
+        if same is not None:
+            z = z.masked_fill(same, 1.0)
+        z.scatter_(1, targets[:, None], 1.0)
+        t = logit_scale.float().exp() if isinstance(logit_scale, torch.Tensor) else math.exp(check_float(logit_scale, "logit_scale"))
+        b = logit_bias.float() if isinstance(logit_bias, torch.Tensor) else check_float(logit_bias, "logit_bias")
+        logits = sim * t + b
+        loss = -F.logsigmoid(z * logits).sum(dim=1)
+        return reduce(loss, reduction)
 
 
 class SigLIPLoss(nn.Module):
