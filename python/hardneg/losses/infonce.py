@@ -195,7 +195,7 @@ def info_nce(
     similarity : {"cosine", "dot"}, default "cosine"
     gather : bool, default False
         Contrast against the candidates of every rank (:func:`gather_with_grad`); the loss is the
-        mean over local rows, exact after DDP averaging.
+        mean over local rows, exact after DDP averaging. No effect with ``in_batch=False``.
     reduction : {"mean", "sum", "none"}, default "mean"
 
     Returns
