@@ -86,7 +86,7 @@ def test_log_space_is_finite_at_embedding_temperatures(dtype):
     q, p, neg = _data(16, 3, 32, 1, dtype=torch.float32)
     for fn in (decoupled_info_nce, debiased_info_nce, hard_negative_info_nce):
         ref = fn(q, p, neg, temperature=0.01)
-        x = q.to(dtype).requires_grad_(True)
+        x = q.to(dtype).clone().requires_grad_(True)  # a copy even for float32
         out = fn(x, p.to(dtype), neg.to(dtype), temperature=0.01)
         out.backward()
         assert torch.isfinite(out) and torch.isfinite(x.grad.float()).all()

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from ..errors import ParameterError
 from ._common import NEG_INF, Candidates, candidate_mask_bias, check_reduction, check_similarity, fp32_context
@@ -87,6 +88,7 @@ class _ChunkedLSESum(torch.autograd.Function):
         return total.to(rows.dtype)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
         g_rows, g_cands = ctx.saved_tensors
         gr = g_rows * grad if ctx.needs_input_grad[0] else None
