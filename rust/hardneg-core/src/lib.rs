@@ -5,6 +5,8 @@
 //! * [`matrix`]: borrowed row-major matrices and their validation (shape, finiteness).
 //! * [`exclude`]: per-query id lists that a search must never return.
 //! * [`mine`]: hard-negative selection (filters, rank window, top/random/SimANS sampling).
+//! * [`cluster`]: balanced spherical 2-means and spherical k-means; [`batchplan`]: epoch plans
+//!   of cluster-balanced mini-batches.
 //!
 //! Nothing here knows about Python: errors are the typed [`Error`] enum and cancellation is an
 //! [`std::sync::atomic::AtomicBool`] polled between corpus chunks.
@@ -19,3 +21,6 @@ pub use error::{Error, Result};
 pub use exclude::Exclusions;
 pub use matrix::MatrixRef;
 pub use topk::{pair_score, score_ids, search, Isa, SearchOptions, TopK};
+
+pub mod cluster;
+pub mod batchplan;
