@@ -6,6 +6,9 @@
 * :func:`select_negatives`: filters, rank window and top/random/SimANS sampling over candidate lists.
 * :mod:`hardneg.losses` (needs torch, imported on first use): contrastive losses such as
   :class:`InfoNCE` and the memory-efficient :class:`ChunkedInfoNCE`.
+* :func:`cluster`: balanced (or k-means) spherical clustering; :class:`ClusterBatchSampler`:
+  cluster-balanced mini-batches for PyTorch (imported lazily, so ``import hardneg`` never
+  imports torch).
 
 Examples
 --------
@@ -33,6 +36,7 @@ from .index import FlatIndex, topk
 from .selection import Selection, select_negatives
 from .mining import Mined, mine
 from .mining_job import load_mined, mine_to_disk
+from .cluster import ClusterResult, cluster
 
 __version__: str = _hardneg.__version__
 
@@ -61,6 +65,9 @@ __all__ = [
     "GuidedInfoNCE",
     "SigLIPLoss",
     "CachedEncoder",
+    "cluster",
+    "ClusterResult",
+    "ClusterBatchSampler",
 ]
 
 # The losses need torch: import them only when used, so ``import hardneg`` works without torch.
@@ -73,4 +80,8 @@ def __getattr__(name: str) -> object:
 
         losses = importlib.import_module(".losses", __name__)
         return losses if name == "losses" else getattr(losses, name)
+    if name == "ClusterBatchSampler":  # the sampler module is loaded on first use too
+        from .sampler import ClusterBatchSampler
+
+        return ClusterBatchSampler
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,3 +50,27 @@ def select_negatives(
     query_offset: int = 0,
     threads: int = 0,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], dict[str, int]]: ...
+def cluster(
+    embeddings: npt.NDArray[np.float32],
+    n_clusters: int,
+    *,
+    method: str = "balanced",
+    iters: int = 20,
+    tol: float = 1e-4,
+    seed: int = 0,
+    threads: int = 0,
+    isa: str | None = None,
+) -> tuple[npt.NDArray[np.int64], float]: ...
+def dense_keys(keys: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint32], int]: ...
+def plan_epoch(
+    labels: npt.NDArray[np.int64],
+    n_clusters: int,
+    batch_size: int,
+    *,
+    random_fraction: float = 0.0,
+    clusters_per_batch: int | None = None,
+    keys: npt.NDArray[np.uint32] | None = None,
+    drop_last: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]: ...

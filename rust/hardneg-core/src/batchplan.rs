@@ -78,7 +78,7 @@ pub fn n_batches(n: usize, batch_size: usize, drop_last: bool) -> usize {
 
 /// Maps arbitrary 64-bit keys to dense ids `0..n_keys` in order of first appearance.
 pub fn dense_keys(keys: &[u64]) -> (Vec<u32>, usize) {
-    let mut map: HashMap<u64, u32> = HashMap::with_capacity(keys.len().min(1 << 24));
+    let mut map: HashMap<u64, u32, MixState> = HashMap::with_capacity_and_hasher(keys.len().min(1 << 24), MixState);
     let ids = keys
         .iter()
         .map(|&k| {
@@ -87,6 +87,34 @@ pub fn dense_keys(keys: &[u64]) -> (Vec<u32>, usize) {
         })
         .collect();
     (ids, map.len())
+}
+
+/// A fast, fixed (not per-process random) hasher for 64-bit keys: one splitmix64 round.
+#[derive(Clone, Copy, Default)]
+struct MixState;
+
+#[derive(Default)]
+struct MixHasher(u64);
+
+impl std::hash::BuildHasher for MixState {
+    type Hasher = MixHasher;
+    fn build_hasher(&self) -> MixHasher {
+        MixHasher(0)
+    }
+}
+
+impl std::hash::Hasher for MixHasher {
+    fn finish(&self) -> u64 {
+        crate::cluster::rng::splitmix64(self.0)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8)) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 ^= v;
+    }
 }
 
 /// Builds the plan of one epoch. `labels[i]` is the cluster of row `i` in `0..n_clusters`.

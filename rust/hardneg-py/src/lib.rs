@@ -4,6 +4,7 @@
 //! and maps core errors to the exception classes of `hardneg.errors` ([`errors`]). It holds no
 //! loops over data: those belong in the core.
 
+mod cluster;
 mod detach;
 mod errors;
 mod index;
@@ -21,5 +22,8 @@ fn _hardneg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(index::normalize_rows, m)?)?;
     m.add_function(wrap_pyfunction!(index::check_finite, m)?)?;
     m.add_function(wrap_pyfunction!(mine::select_negatives, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::cluster_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::dense_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::plan_epoch, m)?)?;
     Ok(())
 }

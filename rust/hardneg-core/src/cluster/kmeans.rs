@@ -101,8 +101,8 @@ fn assign(
             check_cancel(opts.cancel)?;
             let r0 = start + c * ASSIGN_CHUNK;
             buf.clear();
-            for r in r0..r0 + ls.len() {
-                buf.extend(x.row(r).iter().map(|&v| v * inv[r]));
+            for (r, &s) in inv.iter().enumerate().skip(r0).take(ls.len()) {
+                buf.extend(x.row(r).iter().map(|&v| v * s));
             }
             let q = MatrixRef::new("rows", &buf, ls.len(), d)?;
             let so = SearchOptions { k: 1, exclude: None, threads: 1, cancel: opts.cancel, isa: Some(isa), chunk_rows: None };

@@ -91,7 +91,7 @@ pub(crate) fn validate(x: MatrixRef<'_>, opts: &ClusterOptions<'_>) -> Result<(u
     if opts.iters < 1 {
         return Err(Error::param("iters", format!("iters must be at least 1, got {}", opts.iters)));
     }
-    if !(opts.tol >= 0.0) {
+    if opts.tol.is_nan() || opts.tol < 0.0 {
         return Err(Error::param("tol", format!("tol must be >= 0, got {}", opts.tol)));
     }
     if n > u32::MAX as usize {
