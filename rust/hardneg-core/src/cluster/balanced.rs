@@ -6,12 +6,18 @@ use super::rng::Rng;
 use super::{check_cancel, inverse_norms, norm, normalized, simd, validate, ClusterOptions, Clustering};
 use crate::error::Result;
 use crate::matrix::MatrixRef;
-use crate::topk::Isa;
+use crate::topk::{search, Isa, SearchOptions};
 
 /// Rows per block of a parallel sum; sums are taken block by block in this fixed order.
 const SUM_BLOCK: usize = 8192;
 /// Nodes smaller than this split on one thread.
 const PAR_MIN: usize = 32 * 1024;
+/// Power iterations for the principal direction that starts each split.
+const POWER_ITERS: usize = 3;
+/// Nearest clusters (itself included) a row may move to during the final refinement.
+const NEIGHBOURS: usize = 32;
+/// Iterations of the final refinement.
+const REFINE_ITERS: usize = 8;
 
 struct Ctx<'a> {
     x: MatrixRef<'a>,
@@ -27,13 +33,14 @@ struct Ctx<'a> {
 
 struct Leaf {
     size: usize,
-    norm: f64,
 }
 
 /// Balanced spherical clustering: `opts.n_clusters` clusters of `floor(N/K)` or `ceil(N/K)` rows.
 ///
 /// Cluster ids follow the split tree depth-first (left first), so clusters with nearby ids are
-/// siblings in the tree. `opts.iters` caps the 2-means iterations of each split; a split stops
+/// mostly siblings in the tree. After the splits, a refinement lets rows move to one of the 32
+/// clusters nearest to their own (cluster sizes unchanged), which undoes most mistakes of the
+/// greedy top-down splits (see [`refine`]). `opts.iters` caps the 2-means iterations of each split; a split stops
 /// early when its objective improves by less than `opts.tol` or the partition stops changing.
 pub fn balanced(x: MatrixRef<'_>, opts: &ClusterOptions<'_>) -> Result<Clustering> {
     let (threads, isa) = validate(x, opts)?;
@@ -53,15 +60,99 @@ pub fn balanced(x: MatrixRef<'_>, opts: &ClusterOptions<'_>) -> Result<Clusterin
         pos += leaf.size;
     }
     debug_assert_eq!(pos, n);
-    let objective = leaves.iter().map(|l| l.norm).sum::<f64>() / n as f64;
+    drop(perm);
+    let sizes: Vec<usize> = leaves.iter().map(|l| l.size).collect();
+    let objective = refine(&ctx, &mut labels, &sizes, threads)? / n as f64;
     Ok(Clustering { labels, n_clusters: k, objective })
+}
+
+/// Final refinement across the whole tree: capacitated spherical k-means where each row may
+/// move to one of the `NEIGHBOURS` clusters nearest to its own (found once with the top-k
+/// engine on the centroids). Each iteration scores every row against those clusters, assigns
+/// greedily by descending score while clusters have room (sizes never change; a row whose
+/// candidates are all full takes the lowest cluster id with room), and is kept only if the
+/// objective improves by at least `tol`. Returns `sum_c |S_c|`.
+fn refine(ctx: &Ctx<'_>, labels: &mut [i64], sizes: &[usize], threads: usize) -> Result<f64> {
+    let (n, k, d) = (labels.len(), sizes.len(), ctx.x.dim());
+    let mut sums = super::kmeans::cluster_sums(ctx.x, ctx.inv, labels, k, threads, ctx.isa);
+    let total = |s: &[f64]| s.chunks_exact(d).map(norm).sum::<f64>();
+    let mut best = total(&sums);
+    let m = NEIGHBOURS.min(k);
+    if k < 2 {
+        return Ok(best);
+    }
+    let mut nbr: Vec<i64> = Vec::new();
+    let mut next = vec![0i64; n];
+    for it in 0..REFINE_ITERS {
+        check_cancel(ctx.cancel)?;
+        let mut cents = vec![0.0f32; k * d];
+        for (c, s) in sums.chunks_exact(d).enumerate() {
+            cents[c * d..(c + 1) * d].copy_from_slice(&normalized(s));
+        }
+        let cm = MatrixRef::new("centroids", &cents, k, d)?;
+        if it == 0 {
+            let so = SearchOptions { k: m, exclude: None, threads, cancel: ctx.cancel, isa: Some(ctx.isa), chunk_rows: None };
+            nbr = search(cm, cm, &so)?.ids;
+        }
+        // (score, row, cluster) for every row and each neighbour of its cluster.
+        let mut pairs: Vec<(f32, u32, u32)> = vec![(0.0, 0, 0); n * m];
+        let per = n.div_ceil(threads.max(1)).max(1);
+        std::thread::scope(|s| {
+            for (t, part) in pairs.chunks_mut(per * m).enumerate() {
+                let (nbr, cents, labels) = (&nbr, &cents, &*labels);
+                s.spawn(move || {
+                    for (j, out) in part.chunks_exact_mut(m).enumerate() {
+                        let i = t * per + j;
+                        let r = ctx.x.row(i);
+                        let l = labels[i] as usize;
+                        for (o, &c) in out.iter_mut().zip(&nbr[l * m..(l + 1) * m]) {
+                            let c = c as usize;
+                            *o = (simd::dot(ctx.isa, r, &cents[c * d..(c + 1) * d]) * ctx.inv[i], i as u32, c as u32);
+                        }
+                    }
+                });
+            }
+        });
+        pairs.sort_unstable_by(|p, q| q.0.total_cmp(&p.0).then(p.1.cmp(&q.1)).then(p.2.cmp(&q.2)));
+        let mut room = sizes.to_vec();
+        next.iter_mut().for_each(|v| *v = -1);
+        for &(_, i, c) in &pairs {
+            if next[i as usize] < 0 && room[c as usize] > 0 {
+                next[i as usize] = i64::from(c);
+                room[c as usize] -= 1;
+            }
+        }
+        drop(pairs);
+        let mut c = 0;
+        for v in next.iter_mut().filter(|v| **v < 0) {
+            while room[c] == 0 {
+                c += 1;
+            }
+            *v = c as i64;
+            room[c] -= 1;
+        }
+        let cand = super::kmeans::cluster_sums(ctx.x, ctx.inv, &next, k, threads, ctx.isa);
+        let obj = total(&cand);
+        if obj - best < ctx.tol * n as f64 {
+            break;
+        }
+        best = obj;
+        sums = cand;
+        labels.copy_from_slice(&next);
+    }
+    Ok(best)
 }
 
 /// Splits the rows `perm` (whose normalised sum is `sum`) into `leaves` clusters, appending
 /// them to `out` in depth-first order. `path` names the node (root 1, children 2p and 2p+1).
 fn solve(ctx: &Ctx<'_>, perm: &mut [u32], leaves: usize, path: u64, threads: usize, sum: Vec<f64>, out: &mut Vec<Leaf>) -> Result<()> {
+    solve_tree(ctx, perm, leaves, path, threads, sum, out)
+}
+
+fn solve_tree(ctx: &Ctx<'_>, perm: &mut [u32], leaves: usize, path: u64, threads: usize, sum: Vec<f64>, out: &mut Vec<Leaf>) -> Result<()> {
     if leaves == 1 {
-        out.push(Leaf { size: perm.len(), norm: norm(&sum) });
+        drop(sum);
+        out.push(Leaf { size: perm.len() });
         return Ok(());
     }
     check_cancel(ctx.cancel)?;
@@ -110,13 +201,33 @@ fn split(ctx: &Ctx<'_>, perm: &mut [u32], n1: usize, path: u64, threads: usize, 
     };
     let (mut c0, mut c1) = (row_unit(perm[a]), row_unit(perm[b]));
     let mut keyed: Vec<(f32, u32)> = vec![(0.0, 0); n];
-    let mut w = vec![0.0f32; d];
+    let mut w: Vec<f32> = c0.iter().zip(&c1).map(|(a, b)| a - b).collect();
+    // The first split follows the principal direction of the centred rows (PDDP), found by a
+    // few power iterations started from the difference of the two random rows: a much better
+    // start than the two rows themselves.
+    let mean_dir: Vec<f64> = sum.iter().map(|v| v / n as f64).collect();
+    let mut weights = vec![0.0f32; n];
+    for _ in 0..POWER_ITERS {
+        check_cancel(ctx.cancel)?;
+        score(ctx, perm, &w, &mut keyed, threads);
+        let m: f64 = mean_dir.iter().zip(&w).map(|(a, &b)| a * f64::from(b)).sum();
+        for (wt, &(s, _)) in weights.iter_mut().zip(&keyed) {
+            *wt = (f64::from(s) - m) as f32;
+        }
+        let v = block_sum_weighted(ctx, perm, Some(&weights), threads);
+        if norm(&v) == 0.0 {
+            break;
+        }
+        w = normalized(&v);
+    }
     let mut prev = f64::NEG_INFINITY;
     let mut result = (Vec::new(), Vec::new());
-    for _ in 0..ctx.iters {
+    for it in 0..ctx.iters {
         check_cancel(ctx.cancel)?;
-        for t in 0..d {
-            w[t] = c0[t] - c1[t];
+        if it > 0 {
+            for t in 0..d {
+                w[t] = c0[t] - c1[t];
+            }
         }
         score(ctx, perm, &w, &mut keyed, threads);
         // Highest x.(c0 - c1) first, ties by lower row id: a total order, so the left set is
@@ -161,24 +272,32 @@ fn score(ctx: &Ctx<'_>, perm: &[u32], w: &[f32], keyed: &mut [(f32, u32)], threa
 
 /// Sum of the normalised rows `perm`, block by block in a fixed order.
 fn block_sum(ctx: &Ctx<'_>, perm: &[u32], threads: usize) -> Vec<f64> {
+    block_sum_weighted(ctx, perm, None, threads)
+}
+
+/// Sum of the normalised rows `perm`, each times `weights[j]` if given, block by block.
+fn block_sum_weighted(ctx: &Ctx<'_>, perm: &[u32], weights: Option<&[f32]>, threads: usize) -> Vec<f64> {
     let d = ctx.x.dim();
-    let one = |p: &[u32]| {
+    let one = |(bi, p): (usize, &[u32])| {
         let mut acc = vec![0.0f64; d];
-        for &i in p {
-            let s = ctx.inv[i as usize];
+        for (j, &i) in p.iter().enumerate() {
+            let mut s = ctx.inv[i as usize];
+            if let Some(w) = weights {
+                s *= w[bi * SUM_BLOCK + j];
+            }
             if s != 0.0 {
                 simd::axpy(ctx.isa, &mut acc, ctx.x.row(i as usize), s);
             }
         }
         acc
     };
-    let blocks: Vec<&[u32]> = perm.chunks(SUM_BLOCK).collect();
+    let blocks: Vec<(usize, &[u32])> = perm.chunks(SUM_BLOCK).enumerate().collect();
     let partials: Vec<Vec<f64>> = if threads <= 1 || blocks.len() < 2 {
-        blocks.iter().map(|b| one(b)).collect()
+        blocks.iter().map(|&b| one(b)).collect()
     } else {
         let per = blocks.len().div_ceil(threads);
         std::thread::scope(|s| {
-            let handles: Vec<_> = blocks.chunks(per).map(|bs| s.spawn(move || bs.iter().map(|b| one(b)).collect::<Vec<_>>())).collect();
+            let handles: Vec<_> = blocks.chunks(per).map(|bs| s.spawn(move || bs.iter().map(|&b| one(b)).collect::<Vec<_>>())).collect();
             handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
         })
     };

@@ -138,7 +138,7 @@ fn assign(
 }
 
 /// Per-cluster sums of the normalised rows, `k * d`, each taken in row order.
-fn cluster_sums(x: MatrixRef<'_>, inv: &[f32], labels: &[i64], k: usize, threads: usize, isa: Isa) -> Vec<f64> {
+pub(super) fn cluster_sums(x: MatrixRef<'_>, inv: &[f32], labels: &[i64], k: usize, threads: usize, isa: Isa) -> Vec<f64> {
     let d = x.dim();
     // Counting sort of the rows by label (stable: row order inside a cluster).
     let mut offsets = vec![0usize; k + 1];

@@ -5,8 +5,11 @@
 //!   with `n` rows and `L` leaves is split into `floor(L/2)` and `ceil(L/2)` leaves, and each
 //!   side gets the number of rows its leaves need. Each split is a 2-means whose assignment
 //!   step is a balanced partition: rows are ranked by `x . (c0 - c1)` and the top `n_left` go
-//!   left (`select_nth_unstable`, O(n)). Independent subtrees run on separate threads; large
-//!   nodes near the root split their row passes over threads in fixed blocks.
+//!   left (`select_nth_unstable`, O(n)); the first partition of a split follows the principal
+//!   direction of its rows (a few power iterations). Independent subtrees run on separate
+//!   threads; large nodes near the root split their row passes over threads in fixed blocks.
+//!   A final capacitated refinement moves rows between each cluster and its 32 nearest
+//!   clusters (found with the top-k engine), keeping every size.
 //! * [`kmeans`]: spherical k-means (unbalanced, as TAS-B uses), whose assignment step is the
 //!   fused exact top-k engine ([`crate::search`], k = 1, rows as queries, centroids as corpus).
 //!
