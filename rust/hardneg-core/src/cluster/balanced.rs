@@ -69,9 +69,10 @@ pub fn balanced(x: MatrixRef<'_>, opts: &ClusterOptions<'_>) -> Result<Clusterin
 /// Final refinement across the whole tree: capacitated spherical k-means where each row may
 /// move to one of the `NEIGHBOURS` clusters nearest to its own (found once with the top-k
 /// engine on the centroids). Each iteration scores every row against those clusters, assigns
-/// greedily by descending score while clusters have room (sizes never change; a row whose
-/// candidates are all full takes the lowest cluster id with room), and is kept only if the
-/// objective improves by at least `tol`. Returns `sum_c |S_c|`.
+/// greedily by descending score while clusters have room, considering for each row its own
+/// cluster and the neighbours at least as similar (sizes never change; a row left without room
+/// takes its most similar neighbour with room, else the lowest cluster id with room), and is
+/// kept only if the objective improves by at least `tol`. Returns `sum_c |S_c|`.
 fn refine(ctx: &Ctx<'_>, labels: &mut [i64], sizes: &[usize], threads: usize) -> Result<f64> {
     let (n, k, d) = (labels.len(), sizes.len(), ctx.x.dim());
     let mut sums = super::kmeans::cluster_sums(ctx.x, ctx.inv, labels, k, threads, ctx.isa);
@@ -94,25 +95,37 @@ fn refine(ctx: &Ctx<'_>, labels: &mut [i64], sizes: &[usize], threads: usize) ->
             let so = SearchOptions { k: m, exclude: None, threads, cancel: ctx.cancel, isa: Some(ctx.isa), chunk_rows: None };
             nbr = search(cm, cm, &so)?.ids;
         }
-        // (score, row, cluster) for every row and each neighbour of its cluster.
-        let mut pairs: Vec<(f32, u32, u32)> = vec![(0.0, 0, 0); n * m];
+        // Candidate moves: (score, row, cluster) for each neighbour of the row's cluster that is
+        // at least as similar as its own cluster (its own cluster included).
         let per = n.div_ceil(threads.max(1)).max(1);
-        std::thread::scope(|s| {
-            for (t, part) in pairs.chunks_mut(per * m).enumerate() {
-                let (nbr, cents, labels) = (&nbr, &cents, &*labels);
-                s.spawn(move || {
-                    for (j, out) in part.chunks_exact_mut(m).enumerate() {
-                        let i = t * per + j;
-                        let r = ctx.x.row(i);
-                        let l = labels[i] as usize;
-                        for (o, &c) in out.iter_mut().zip(&nbr[l * m..(l + 1) * m]) {
-                            let c = c as usize;
-                            *o = (simd::dot(ctx.isa, r, &cents[c * d..(c + 1) * d]) * ctx.inv[i], i as u32, c as u32);
+        let parts: Vec<Vec<(f32, u32, u32)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n.div_ceil(per))
+                .map(|t| {
+                    let (nbr, cents, labels) = (&nbr, &cents, &*labels);
+                    s.spawn(move || {
+                        let mut out = Vec::with_capacity(per + per / 4);
+                        for i in t * per..((t + 1) * per).min(n) {
+                            let r = ctx.x.row(i);
+                            let l = labels[i] as usize;
+                            let own = simd::dot(ctx.isa, r, &cents[l * d..(l + 1) * d]) * ctx.inv[i];
+                            out.push((own, i as u32, l as u32));
+                            for &c in &nbr[l * m..(l + 1) * m] {
+                                let c = c as usize;
+                                if c != l {
+                                    let sc = simd::dot(ctx.isa, r, &cents[c * d..(c + 1) * d]) * ctx.inv[i];
+                                    if sc >= own {
+                                        out.push((sc, i as u32, c as u32));
+                                    }
+                                }
+                            }
                         }
-                    }
-                });
-            }
+                        out
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
         });
+        let mut pairs: Vec<(f32, u32, u32)> = parts.concat();
         pairs.sort_unstable_by(|p, q| q.0.total_cmp(&p.0).then(p.1.cmp(&q.1)).then(p.2.cmp(&q.2)));
         let mut room = sizes.to_vec();
         next.iter_mut().for_each(|v| *v = -1);
@@ -123,12 +136,35 @@ fn refine(ctx: &Ctx<'_>, labels: &mut [i64], sizes: &[usize], threads: usize) ->
             }
         }
         drop(pairs);
-        let mut c = 0;
-        for v in next.iter_mut().filter(|v| **v < 0) {
-            while room[c] == 0 {
-                c += 1;
+        // Rows whose clusters filled up: the most similar neighbour cluster with room, else the
+        // lowest cluster id with room.
+        let mut c0 = 0;
+        for i in 0..n {
+            if next[i] >= 0 {
+                continue;
             }
-            *v = c as i64;
+            let l = labels[i] as usize;
+            let r = ctx.x.row(i);
+            let mut pick: Option<(f32, usize)> = None;
+            for &c in &nbr[l * m..(l + 1) * m] {
+                let c = c as usize;
+                if room[c] > 0 {
+                    let sc = simd::dot(ctx.isa, r, &cents[c * d..(c + 1) * d]);
+                    if pick.is_none_or(|(b, bc)| sc > b || (sc == b && c < bc)) {
+                        pick = Some((sc, c));
+                    }
+                }
+            }
+            let c = match pick {
+                Some((_, c)) => c,
+                None => {
+                    while room[c0] == 0 {
+                        c0 += 1;
+                    }
+                    c0
+                }
+            };
+            next[i] = c as i64;
             room[c] -= 1;
         }
         let cand = super::kmeans::cluster_sums(ctx.x, ctx.inv, &next, k, threads, ctx.isa);
