@@ -17,7 +17,7 @@ const POWER_ITERS: usize = 3;
 /// Nearest clusters (itself included) a row may move to during the final refinement.
 const NEIGHBOURS: usize = 32;
 /// Iterations of the final refinement.
-const REFINE_ITERS: usize = 8;
+const REFINE_ITERS: usize = 10;
 
 struct Ctx<'a> {
     x: MatrixRef<'a>,
