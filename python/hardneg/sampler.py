@@ -126,6 +126,11 @@ class ClusterBatchSampler:
       after :meth:`refresh`, call ``refresh`` with the same embeddings before loading.
     * :meth:`refresh` takes effect at the next ``iter()``; call it on every rank with the same
       embeddings.
+    * With the Hugging Face / sentence-transformers trainer under several processes, accelerate
+      already hands every process each ``W``-th batch of the batch sampler: pass
+      ``num_replicas=1, rank=0`` there so the batches are not split twice.
+    * Cluster ids of the batches' rows are in :attr:`labels` (e.g. to mask same-cluster pairs in
+      a loss, as ClusterNS does).
 
     Examples
     --------

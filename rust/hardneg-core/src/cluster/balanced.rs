@@ -92,7 +92,7 @@ fn refine(ctx: &Ctx<'_>, labels: &mut [i64], sizes: &[usize], threads: usize) ->
         }
         let cm = MatrixRef::new("centroids", &cents, k, d)?;
         if it == 0 {
-            let so = SearchOptions { k: m, exclude: None, threads, cancel: ctx.cancel, isa: Some(ctx.isa), chunk_rows: None };
+            let so = SearchOptions { threads, cancel: ctx.cancel, isa: Some(ctx.isa), ..SearchOptions::new(m) };
             nbr = search(cm, cm, &so)?.ids;
         }
         // Candidate moves: (score, row, cluster) for each neighbour of the row's cluster that is

@@ -105,7 +105,7 @@ fn assign(
                 buf.extend(x.row(r).iter().map(|&v| v * s));
             }
             let q = MatrixRef::new("rows", &buf, ls.len(), d)?;
-            let so = SearchOptions { k: 1, exclude: None, threads: 1, cancel: opts.cancel, isa: Some(isa), chunk_rows: None };
+            let so = SearchOptions { threads: 1, cancel: opts.cancel, isa: Some(isa), ..SearchOptions::new(1) };
             let top = search(q, corpus, &so)?;
             for ((l, s), (&id, &sc)) in ls.iter_mut().zip(ss.iter_mut()).zip(top.ids.iter().zip(&top.scores)) {
                 if *l != id {
