@@ -67,7 +67,7 @@ pub fn dense_keys<'py>(py: Python<'py>, keys: PyReadonlyArray1<'py, u64>) -> PyR
 /// One epoch's batch plan: returns `(rows int64, offsets int64, dropped)`.
 #[pyfunction]
 #[pyo3(signature = (labels, n_clusters, batch_size, *, random_fraction = 0.0, clusters_per_batch = None, keys = None, drop_last = false, seed = 0, epoch = 0))]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub fn plan_epoch<'py>(
     py: Python<'py>,
     labels: PyReadonlyArray1<'py, i64>,

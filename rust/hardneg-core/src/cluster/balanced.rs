@@ -104,6 +104,7 @@ fn refine(ctx: &Ctx<'_>, labels: &mut [i64], sizes: &[usize], threads: usize) ->
                     let (nbr, cents, labels) = (&nbr, &cents, &*labels);
                     s.spawn(move || {
                         let mut out = Vec::with_capacity(per + per / 4);
+                        #[allow(clippy::needless_range_loop)] // i indexes rows, labels and norms alike
                         for i in t * per..((t + 1) * per).min(n) {
                             let r = ctx.x.row(i);
                             let l = labels[i] as usize;
