@@ -331,3 +331,14 @@ def test_sentence_transformers_trainer_uses_the_sampler(tmp_path: object) -> Non
     )
     trainer.train()
     assert made and trainer.state.global_step == len(made[0]) == 4
+
+
+def test_kmeans_clusters_with_tas_b_packing() -> None:
+    n = 900
+    x = np.concatenate([emb(300, 8, seed=s) + 4 * np.eye(8, dtype=np.float32)[s] for s in range(3)])
+    s = ClusterBatchSampler(x, 32, cluster_size=100, clusters_per_batch=1, method="kmeans", seed=0)
+    assert s.labels.max() < 9 and 0.0 < s.objective <= 1.0
+    batches = list(s)
+    assert sorted(i for b in batches for i in b) == list(range(n))
+    # One cluster at a time: most batches hold rows of a single cluster.
+    assert np.mean([len(np.unique(s.labels[b])) == 1 for b in batches]) > 0.5
