@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--ghz", type=float, default=3.65, help="core clock for the peak share")
     ap.add_argument("--skip", default="", help="comma list of anchors to skip: faiss,torch,numpy")
     ap.add_argument("--json", help="write results here")
+    ap.add_argument("--q", default="", help="comma list: only these query counts (default: the whole grid)")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     cores = os.cpu_count() or 1
@@ -93,6 +94,10 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {cores} cores, hardneg kernels: {hardneg._hardneg.isa()}")
     print(f"faiss {faiss.__version__} (IndexFlatIP, defaults), torch {torch.__version__}, numpy {np.__version__}")
     print(f"peak = {args.flop_per_cycle:g} FLOP/cycle/core x {args.ghz} GHz x {cores} cores = {peak / 1e9:.0f} GFLOP/s\n")
+    only_q = {int(x) for x in args.q.split(",") if x}
+    if only_q:
+        grid = [(n, d, ks, [q for q in qs if q in only_q]) for n, d, ks, qs in grid]
+        grid = [g for g in grid if g[3]]
     rows = []
     hdr = f"{'N':>9} {'d':>4} {'Q':>5} {'k':>4} | {'engine':<8} {'time':>10} {'GFLOP/s':>8} {'vs faiss':>9} {'% peak':>7} {'ids = faiss':>11}"
     print(hdr)
