@@ -1,7 +1,7 @@
 """Real (query, passage) text pairs that need no download: Python standard-library docstrings.
 
 Each public function, class or method of a fixed list of standard-library modules gives one pair:
-its docstring's summary line is the query, the rest of the docstring the passage (its positive).
+the first sentence of its docstring is the query, the rest of the docstring the passage (its positive).
 Used by ``hardneg demo`` and by the tests. The texts depend on the Python version, never on the
 run: the module list, the member order (sorted names) and the de-duplication are fixed.
 
@@ -38,6 +38,7 @@ STDLIB_MODULES: tuple[str, ...] = (
 )
 
 _SPACE = re.compile(r"\s+")
+_FIRST_SENTENCE = re.compile(r"(.+?[.!?:])(?:\s+|$)(.*)")
 
 
 def _clean(text: str, limit: int) -> str:
@@ -69,8 +70,13 @@ def _members(limit_chars: int):
                 doc = inspect.getdoc(o) if o.__doc__ else None
                 if not doc:
                     continue
-                head, _, rest = doc.strip().partition("\n")
-                yield qual, _clean(head, limit_chars), rest.strip()
+                # The query is the first sentence of the first paragraph (a summary line may wrap
+                # mid-sentence); the passage is everything after it.
+                para, _, after = doc.strip().partition("\n\n")
+                para = " ".join(para.split())
+                m = _FIRST_SENTENCE.match(para)
+                head, tail = (m.group(1), m.group(2)) if m else (para, "")
+                yield qual, _clean(head, limit_chars), (tail + "\n\n" + after).strip()
 
 
 def stdlib_docstring_pairs(limit: int | None = None, *, max_chars: int = 400) -> list[tuple[str, str]]:
