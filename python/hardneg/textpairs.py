@@ -80,7 +80,7 @@ def _members(limit_chars: int):
 
 
 def stdlib_docstring_pairs(limit: int | None = None, *, max_chars: int = 400) -> list[tuple[str, str]]:
-    """(summary line, rest of the docstring) pairs; both texts unique, passages at least 40 characters.
+    """(first sentence, rest of the docstring) pairs; both texts unique, passages at least 40 characters.
 
     Parameters
     ----------
@@ -111,7 +111,7 @@ def stdlib_docstring_pairs(limit: int | None = None, *, max_chars: int = 400) ->
 
 
 def stdlib_docstring_paragraphs(limit: int | None = None, *, max_chars: int = 300) -> list[tuple[str, list[str]]]:
-    """(summary line, [paragraphs]) for docstrings whose body has at least two paragraphs.
+    """(first sentence, [paragraphs]) for docstrings whose body has at least two paragraphs.
 
     A query with several positives: each paragraph (at least 40 characters) of the same docstring.
 
