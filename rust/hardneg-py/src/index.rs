@@ -159,30 +159,3 @@ pub fn isa() -> &'static str {
 pub fn available_isas() -> Vec<&'static str> {
     Isa::available().into_iter().map(Isa::name).collect()
 }
-
-/// Returns an L2-normalised copy of a float32 matrix (zero rows stay zero).
-#[pyfunction]
-pub fn normalize_rows<'py>(py: Python<'py>, a: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let m = slice("array", &a)?;
-    let (rows, dim) = (m.rows(), m.dim());
-    let mut owned = m.data().to_vec();
-    run_detached(py, |_| {
-        matrix::normalize_rows(&mut owned, dim);
-        Ok(())
-    })?;
-    Ok(Array2::from_shape_vec((rows, dim), owned).expect("shape").into_pyarray(py))
-}
-
-/// Raises `NonFiniteError` naming the first row with NaN/Inf.
-#[pyfunction]
-#[pyo3(signature = (a, what, *, threads = 0))]
-pub fn check_finite(py: Python<'_>, a: PyReadonlyArray2<'_, f32>, what: &str, threads: usize) -> PyResult<()> {
-    let m = slice("array", &a)?;
-    let row = run_detached(py, |_| Ok(matrix::first_non_finite_row(m, hardneg_core::topk::resolve_threads(threads))))?;
-    match row {
-        Some(row) => Err(crate::errors::NonFiniteError::new_err(format!(
-            "{what} has a non-finite value (NaN or Inf) in row {row}; drop or repair that row"
-        ))),
-        None => Ok(()),
-    }
-}

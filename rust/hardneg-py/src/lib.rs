@@ -19,8 +19,6 @@ fn _hardneg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<index::FlatIndex>()?;
     m.add_function(wrap_pyfunction!(index::isa, m)?)?;
     m.add_function(wrap_pyfunction!(index::available_isas, m)?)?;
-    m.add_function(wrap_pyfunction!(index::normalize_rows, m)?)?;
-    m.add_function(wrap_pyfunction!(index::check_finite, m)?)?;
     m.add_function(wrap_pyfunction!(mine::select_negatives, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::cluster_rows, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::dense_keys, m)?)?;
