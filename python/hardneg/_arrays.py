@@ -56,18 +56,22 @@ def as_threads(threads: Any) -> int:
     return as_count(threads, "threads")
 
 
-def id_lists_to_csr(lists: Any, rows: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+def id_lists_to_csr(lists: Any, rows: int, what: str, *, allow_1d: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Converts per-row id lists to CSR ``(offsets, ids)`` int64 arrays.
 
-    ``lists`` is a 2-D integer array padded with -1, or a sequence of ``rows`` int sequences.
-    Padding (-1) is kept in ``ids``; the core skips it.
+    ``lists`` is a 2-D integer array padded with -1, a 1-D array of one id per row (when
+    ``allow_1d``), or a sequence of ``rows`` int sequences. Padding (-1) is kept in ``ids``; the
+    core skips it.
     """
-    if isinstance(lists, np.ndarray) or (hasattr(lists, "shape") and hasattr(lists, "dtype")):
+    if isinstance(lists, np.ndarray) or (hasattr(lists, "shape") and hasattr(lists, "dtype") and not isinstance(lists, (list, tuple))):
         arr = np.asarray(lists)
         if arr.dtype.kind not in "iu":
             raise DTypeError(f"{what} must hold integer ids, got dtype {arr.dtype}")
+        if arr.ndim == 1 and allow_1d:
+            arr = arr[:, None]
         if arr.ndim != 2:
-            raise ShapeError(f"{what} as an array must be 2-D [queries, max_ids] padded with -1, got shape {arr.shape}")
+            hint = "1-D [Q] (one per query) or " if allow_1d else ""
+            raise ShapeError(f"{what} as an array must be {hint}2-D [queries, max_ids] padded with -1, got shape {arr.shape}")
         if arr.shape[0] != rows:
             raise ShapeError(f"{what} has {arr.shape[0]} rows but there are {rows} queries; give one row per query")
         width = arr.shape[1]

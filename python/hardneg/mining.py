@@ -14,12 +14,12 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Union
 
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_matrix, as_threads
+from ._arrays import as_count, as_matrix, as_threads, id_lists_to_csr
 from .errors import DTypeError, IdOutOfRangeError, InputFileError, NonFiniteError, ParameterError, ShapeError
 from .index import FlatIndex
 from .selection import SIMANS_A, SIMANS_B, STAT_NAMES, Sampling, _opt_float, _seed, check_sampling
@@ -88,36 +88,7 @@ def _check_dim(arr: Any, what: str) -> None:
 def _ids_to_csr(x: Any, rows: int, n: int, what: str, allow_1d: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per-query ids as CSR ``(offsets, ids)``; ``-1`` is padding. Checks the range."""
     x = load_matrix(x, what) if isinstance(x, (str, os.PathLike)) else x
-    if isinstance(x, np.ndarray) or (hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, (list, tuple))):
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "iu":
-            raise DTypeError(f"{what} must hold integer corpus ids, got dtype {arr.dtype}")
-        if arr.ndim == 1 and allow_1d:
-            arr = arr[:, None]
-        if arr.ndim != 2:
-            hint = "1-D [Q] (one per query), " if allow_1d else ""
-            raise ShapeError(f"{what} must be {hint}2-D [Q, m] padded with -1, or a list of id sequences; got shape {arr.shape}")
-        if arr.shape[0] != rows:
-            raise ShapeError(f"{what} has {arr.shape[0]} rows but there are {rows} queries; give one row per query")
-        offsets = np.arange(rows + 1, dtype=np.int64) * arr.shape[1]
-        ids = np.ascontiguousarray(arr, dtype=np.int64).reshape(-1)
-    else:
-        if isinstance(x, (str, bytes)) or not isinstance(x, Sequence):
-            raise DTypeError(f"{what} must be an int array or a list of int sequences, got {type(x).__name__}")
-        if len(x) != rows:
-            raise ShapeError(f"{what} has {len(x)} rows but there are {rows} queries; give one row per query")
-        parts = []
-        for i, row in enumerate(x):
-            a = np.asarray([] if row is None else row)
-            if a.ndim == 0:
-                a = a.reshape(1)
-            if a.size and a.dtype.kind not in "iu":
-                raise DTypeError(f"{what} row {i} must hold integer corpus ids, got {a.dtype}")
-            parts.append(a.astype(np.int64).reshape(-1))
-        counts = np.fromiter((p.size for p in parts), dtype=np.int64, count=rows)
-        offsets = np.zeros(rows + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    offsets, ids = id_lists_to_csr(x, rows, what, allow_1d=allow_1d)
     bad = (ids < -1) | (ids >= n)
     if bad.any():
         j = int(np.argmax(bad))
