@@ -28,7 +28,6 @@ from .mining import (
     _Plan,
     _progress_bar,
     _zero_stats,
-    format_summary,
     score_distribution,
     to_arrow_table,
 )

@@ -38,7 +38,7 @@ STDLIB_MODULES: tuple[str, ...] = (
 )
 
 _SPACE = re.compile(r"\s+")
-_FIRST_SENTENCE = re.compile(r"(.+?[.!?:])(?:\s+|$)(.*)")
+_FIRST_SENTENCE = re.compile(r"(.+?[.!?])(?:\s+|$)(.*)")
 
 
 def _clean(text: str, limit: int) -> str:
