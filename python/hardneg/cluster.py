@@ -62,14 +62,16 @@ def cluster(
         Give exactly one: ``cluster_size`` makes ``ceil(N / cluster_size)`` clusters.
     method : {"balanced", "kmeans"}
         ``"balanced"``: recursive balanced spherical 2-means (NGAME-style, but any cluster
-        count): every cluster has ``floor(N/K)`` or ``ceil(N/K)`` rows. Cluster ids follow the
-        split tree depth-first, so nearby ids are similar clusters.
+        count), then balanced spherical k-means over all clusters (each assignment step is a
+        capacitated assignment solved by auction over each row's 8 most similar centroids):
+        every cluster has ``floor(N/K)`` or ``ceil(N/K)`` rows. Cluster ids follow the split
+        tree depth-first, so nearby ids are mostly similar clusters.
         ``"kmeans"``: spherical k-means (TAS-B-style, unbalanced; clusters may be empty), whose
         assignment step runs on hardneg's exact fused top-k engine.
     iters : int, default 20
-        Maximum iterations (per split for ``"balanced"``).
+        Maximum iterations (for ``"balanced"``: of each split, and of the k-means refinement).
     tol : float, default 1e-4
-        Stop (a split) once the objective improves by less than this.
+        Stop (a split, the refinement, k-means) once the mean cosine improves by less than this.
     seed : int, default 0
         Seed; the result is the same for a seed whatever ``threads`` is.
     threads : int, optional

@@ -136,3 +136,18 @@ fn plans_cover_rows_and_respect_keys() {
         }
     }
 }
+
+#[test]
+fn balanced_objective_is_close_to_unconstrained_kmeans() {
+    // Groups of ~50 rows with clusters of 64: balanced clusters must cut groups. The refinement
+    // (balanced k-means with auction assignment) keeps the loss from the size constraint small.
+    let (n, d) = (20_000, 24);
+    let v = data(n, d, n / 50, 9);
+    let x = MatrixRef::new("x", &v, n, d).unwrap();
+    let k = n_clusters_for_size(n, 64).unwrap();
+    let mut o = ClusterOptions::new(k);
+    o.iters = 10;
+    let b = balanced(x, &o).unwrap();
+    let u = kmeans(x, &o).unwrap();
+    assert!(b.objective > 0.95 * u.objective, "balanced {} vs k-means {}", b.objective, u.objective);
+}

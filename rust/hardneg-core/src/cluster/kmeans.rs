@@ -92,48 +92,65 @@ fn assign(
     scores: &mut [f32],
     opts: &ClusterOptions<'_>,
 ) -> Result<usize> {
+    let old = labels.to_vec();
+    nearest(x, inv, cent, k, 1, threads, isa, opts.cancel, labels, scores)?;
+    Ok(old.iter().zip(labels.iter()).filter(|(a, b)| a != b).count())
+}
+
+/// The `m` most similar centroids of every row (the exact top-`m` of the row's unit vector
+/// against the centroids: scores are cosines, ties to the lower id), written row-major into
+/// `ids` and `scores` (`N * m` each). Rows are the queries and the centroids the corpus of the
+/// fused top-k engine; chunks of rows run on separate threads.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn nearest(
+    x: MatrixRef<'_>,
+    inv: &[f32],
+    cent: &[f32],
+    k: usize,
+    m: usize,
+    threads: usize,
+    isa: Isa,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+    ids: &mut [i64],
+    scores: &mut [f32],
+) -> Result<()> {
     let d = x.dim();
     let corpus = MatrixRef::new("centroids", cent, k, d)?;
-    let work = |start: usize, labels: &mut [i64], scores: &mut [f32]| -> Result<usize> {
+    let work = |start: usize, ids: &mut [i64], scores: &mut [f32]| -> Result<()> {
         let mut buf = Vec::with_capacity(ASSIGN_CHUNK * d);
-        let mut changed = 0;
-        for (c, (ls, ss)) in labels.chunks_mut(ASSIGN_CHUNK).zip(scores.chunks_mut(ASSIGN_CHUNK)).enumerate() {
-            check_cancel(opts.cancel)?;
+        for (c, (is, ss)) in ids.chunks_mut(ASSIGN_CHUNK * m).zip(scores.chunks_mut(ASSIGN_CHUNK * m)).enumerate() {
+            check_cancel(cancel)?;
             let r0 = start + c * ASSIGN_CHUNK;
+            let rows = is.len() / m;
             buf.clear();
-            for (r, &s) in inv.iter().enumerate().skip(r0).take(ls.len()) {
+            for (r, &s) in inv.iter().enumerate().skip(r0).take(rows) {
                 buf.extend(x.row(r).iter().map(|&v| v * s));
             }
-            let q = MatrixRef::new("rows", &buf, ls.len(), d)?;
-            let so = SearchOptions { threads: 1, cancel: opts.cancel, isa: Some(isa), ..SearchOptions::new(1) };
+            let q = MatrixRef::new("rows", &buf, rows, d)?;
+            let so = SearchOptions { threads: 1, cancel, isa: Some(isa), ..SearchOptions::new(m) };
             let top = search(q, corpus, &so)?;
-            for ((l, s), (&id, &sc)) in ls.iter_mut().zip(ss.iter_mut()).zip(top.ids.iter().zip(&top.scores)) {
-                if *l != id {
-                    changed += 1;
-                    *l = id;
-                }
-                *s = sc;
-            }
+            is.copy_from_slice(&top.ids);
+            ss.copy_from_slice(&top.scores);
         }
-        Ok(changed)
+        Ok(())
     };
-    let chunks = labels.len().div_ceil(ASSIGN_CHUNK);
+    let chunks = x.rows().div_ceil(ASSIGN_CHUNK);
     let threads = threads.min(chunks).max(1);
     if threads == 1 {
-        return work(0, labels, scores);
+        return work(0, ids, scores);
     }
     let per = chunks.div_ceil(threads) * ASSIGN_CHUNK;
     std::thread::scope(|s| {
-        let handles: Vec<_> = labels
-            .chunks_mut(per)
-            .zip(scores.chunks_mut(per))
+        let handles: Vec<_> = ids
+            .chunks_mut(per * m)
+            .zip(scores.chunks_mut(per * m))
             .enumerate()
-            .map(|(t, (l, sc))| {
+            .map(|(t, (is, ss))| {
                 let work = &work;
-                s.spawn(move || work(t * per, l, sc))
+                s.spawn(move || work(t * per, is, ss))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).sum::<Result<usize>>()
+        handles.into_iter().try_for_each(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     })
 }
 

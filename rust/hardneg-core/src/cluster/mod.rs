@@ -8,8 +8,11 @@
 //!   left (`select_nth_unstable`, O(n)); the first partition of a split follows the principal
 //!   direction of its rows (a few power iterations). Independent subtrees run on separate
 //!   threads; large nodes near the root split their row passes over threads in fixed blocks.
-//!   A final capacitated refinement moves rows between each cluster and its 32 nearest
-//!   clusters (found with the top-k engine), keeping every size.
+//!   The tree is then refined by balanced spherical k-means over all clusters: each iteration
+//!   gives every row its 8 most similar centroids as candidates (an exact top-k search over all
+//!   centroids in the first two iterations, then over the 32 centroids nearest to the row's own
+//!   cluster), solves the capacitated assignment by auction (module `auction`, within 1e-3 per row
+//!   of the best assignment over those candidates, every size kept) and moves the centroids.
 //! * [`kmeans`]: spherical k-means (unbalanced, as TAS-B uses), whose assignment step is the
 //!   fused exact top-k engine ([`crate::search`], k = 1, rows as queries, centroids as corpus).
 //!
@@ -21,6 +24,7 @@
 //! The objective is the mean cosine of each row to the normalised mean of its cluster,
 //! `sum_c |S_c| / N` where `S_c` is the sum of the normalised rows of cluster `c`.
 
+mod auction;
 mod balanced;
 mod kmeans;
 pub mod rng;
