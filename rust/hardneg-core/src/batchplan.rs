@@ -141,24 +141,10 @@ pub fn plan_epoch(labels: &[i64], n_clusters: usize, opts: &PlanOptions<'_>) -> 
             return Err(Error::RowCountMismatch { what: "group_keys", expected: n, got: k.len() });
         }
     }
-    // Counting sort of rows by cluster.
-    let mut offsets = vec![0usize; n_clusters + 1];
-    for (i, &l) in labels.iter().enumerate() {
-        if l < 0 || l as usize >= n_clusters {
-            return Err(Error::IdOutOfRange { what: "labels", row: i, id: l, n: n_clusters });
-        }
-        offsets[l as usize + 1] += 1;
+    if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l < 0 || l as usize >= n_clusters) {
+        return Err(Error::IdOutOfRange { what: "labels", row: i, id: l, n: n_clusters });
     }
-    for c in 0..n_clusters {
-        offsets[c + 1] += offsets[c];
-    }
-    let mut fill = offsets.clone();
-    let mut members = vec![0u32; n];
-    for (i, &l) in labels.iter().enumerate() {
-        members[fill[l as usize]] = i as u32;
-        fill[l as usize] += 1;
-    }
-    drop(fill);
+    let (offsets, members) = crate::cluster::rows_by_cluster(labels, n_clusters);
 
     let mut rng = Rng::for_words(&[opts.seed.wrapping_add(opts.epoch), 0x706c_616e]);
     // Random pool: a partial Fisher-Yates over all rows.

@@ -153,58 +153,53 @@ fn local_candidates(ctx: &Ctx<'_>, labels: &[i64], cents: &[f32], k: usize, m: u
     let cm = MatrixRef::new("centroids", cents, k, d)?;
     let so = SearchOptions { threads, cancel: ctx.cancel, isa: Some(ctx.isa), ..SearchOptions::new(nb) };
     let nbr = search(cm, cm, &so)?.ids;
-    // Rows grouped by cluster (counting sort, row order inside a cluster).
-    let mut offsets = vec![0usize; k + 1];
-    for &l in labels {
-        offsets[l as usize + 1] += 1;
-    }
-    for c in 0..k {
-        offsets[c + 1] += offsets[c];
-    }
-    let mut fill = offsets.clone();
-    let mut order = vec![0u32; n];
-    for (i, &l) in labels.iter().enumerate() {
-        order[fill[l as usize]] = i as u32;
-        fill[l as usize] += 1;
-    }
+    let (offsets, order) = super::rows_by_cluster(labels, k);
+    // Results by position in `order`; each thread takes a contiguous range of clusters, which
+    // is a contiguous range of positions.
+    let (mut top_ids, mut top_sc) = (vec![-1i64; n * m], vec![0.0f32; n * m]);
     let per = k.div_ceil(threads.max(1)).max(1);
-    // Per thread: (row, its top candidates as (score, cluster)).
-    type Tops = Vec<(u32, Vec<(f32, i64)>)>;
-    let parts: Vec<Tops> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..k.div_ceil(per))
-            .map(|t| {
-                let (nbr, offsets, order) = (&nbr, &offsets, &order);
-                s.spawn(move || {
-                    let mut out = Vec::new();
-                    for c in t * per..((t + 1) * per).min(k) {
-                        for &i in &order[offsets[c]..offsets[c + 1]] {
-                            let r = ctx.x.row(i as usize);
-                            let mut top: Vec<(f32, i64)> = Vec::with_capacity(m + 1);
-                            for &j in &nbr[c * nb..(c + 1) * nb] {
-                                let sc = simd::dot(ctx.isa, r, &cents[j as usize * d..(j as usize + 1) * d]) * ctx.inv[i as usize];
-                                let better = |p: &(f32, i64)| sc > p.0 || (sc == p.0 && j < p.1);
-                                if top.len() == m && !top.last().is_some_and(better) {
-                                    continue;
-                                }
-                                let pos = top.iter().position(better).unwrap_or(top.len());
-                                top.insert(pos, (sc, j));
-                                top.truncate(m);
+    std::thread::scope(|s| {
+        let (mut rest_ids, mut rest_sc) = (top_ids.as_mut_slice(), top_sc.as_mut_slice());
+        for c0 in (0..k).step_by(per) {
+            let c1 = (c0 + per).min(k);
+            let len = (offsets[c1] - offsets[c0]) * m;
+            let (part_ids, r_ids) = std::mem::take(&mut rest_ids).split_at_mut(len);
+            let (part_sc, r_sc) = std::mem::take(&mut rest_sc).split_at_mut(len);
+            (rest_ids, rest_sc) = (r_ids, r_sc);
+            let (nbr, offsets, order) = (&nbr, &offsets, &order);
+            s.spawn(move || {
+                let base = offsets[c0];
+                for c in c0..c1 {
+                    for p in offsets[c]..offsets[c + 1] {
+                        let i = order[p] as usize;
+                        let r = ctx.x.row(i);
+                        let (ti, ts) = (&mut part_ids[(p - base) * m..][..m], &mut part_sc[(p - base) * m..][..m]);
+                        let mut len = 0;
+                        for &j in &nbr[c * nb..(c + 1) * nb] {
+                            let sc = simd::dot(ctx.isa, r, &cents[j as usize * d..(j as usize + 1) * d]) * ctx.inv[i];
+                            // Insert into the sorted top list (score desc, id asc).
+                            let mut pos = len;
+                            while pos > 0 && (sc > ts[pos - 1] || (sc == ts[pos - 1] && j < ti[pos - 1])) {
+                                pos -= 1;
                             }
-                            out.push((i, top));
+                            if pos == m {
+                                continue;
+                            }
+                            let end = len.min(m - 1);
+                            ti.copy_within(pos..end, pos + 1);
+                            ts.copy_within(pos..end, pos + 1);
+                            (ti[pos], ts[pos]) = (j, sc);
+                            len = (len + 1).min(m);
                         }
                     }
-                    out
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-    });
-    for (i, top) in parts.into_iter().flatten() {
-        let i = i as usize;
-        for (j, (sc, c)) in top.into_iter().enumerate() {
-            ids[i * m + j] = c;
-            scores[i * m + j] = sc;
+                }
+            });
         }
+    });
+    for (p, &i) in order.iter().enumerate() {
+        let i = i as usize;
+        ids[i * m..(i + 1) * m].copy_from_slice(&top_ids[p * m..(p + 1) * m]);
+        scores[i * m..(i + 1) * m].copy_from_slice(&top_sc[p * m..(p + 1) * m]);
     }
     Ok(())
 }

@@ -157,20 +157,7 @@ pub(super) fn nearest(
 /// Per-cluster sums of the normalised rows, `k * d`, each taken in row order.
 pub(super) fn cluster_sums(x: MatrixRef<'_>, inv: &[f32], labels: &[i64], k: usize, threads: usize, isa: Isa) -> Vec<f64> {
     let d = x.dim();
-    // Counting sort of the rows by label (stable: row order inside a cluster).
-    let mut offsets = vec![0usize; k + 1];
-    for &l in labels {
-        offsets[l as usize + 1] += 1;
-    }
-    for c in 0..k {
-        offsets[c + 1] += offsets[c];
-    }
-    let mut fill = offsets.clone();
-    let mut order = vec![0u32; labels.len()];
-    for (i, &l) in labels.iter().enumerate() {
-        order[fill[l as usize]] = i as u32;
-        fill[l as usize] += 1;
-    }
+    let (offsets, order) = super::rows_by_cluster(labels, k);
     let mut sums = vec![0.0f64; k * d];
     let per = k.div_ceil(threads.max(1)).max(1);
     std::thread::scope(|s| {

@@ -132,6 +132,25 @@ pub(crate) fn inverse_norms(x: MatrixRef<'_>, isa: Isa, threads: usize) -> Vec<f
     inv
 }
 
+/// Rows grouped by cluster with a counting sort: the rows of cluster `c` are
+/// `order[offsets[c]..offsets[c + 1]]`, in row order. Labels must be in `0..k`.
+pub(crate) fn rows_by_cluster(labels: &[i64], k: usize) -> (Vec<usize>, Vec<u32>) {
+    let mut offsets = vec![0usize; k + 1];
+    for &l in labels {
+        offsets[l as usize + 1] += 1;
+    }
+    for c in 0..k {
+        offsets[c + 1] += offsets[c];
+    }
+    let mut fill = offsets.clone();
+    let mut order = vec![0u32; labels.len()];
+    for (i, &l) in labels.iter().enumerate() {
+        order[fill[l as usize]] = i as u32;
+        fill[l as usize] += 1;
+    }
+    (offsets, order)
+}
+
 /// Returns `Err(Cancelled)` if the flag is raised.
 #[inline]
 pub(crate) fn check_cancel(cancel: Option<&AtomicBool>) -> Result<()> {
