@@ -29,6 +29,12 @@ __all__ = ["ChunkedInfoNCE", "chunked_info_nce", "chunked_lse_sum"]
 _BLOCK_ELEMENTS = 1 << 24  # 64 MiB of float32 logits per block by default
 
 
+def _check_chunk_size(chunk_size: Optional[int]) -> Optional[int]:
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ParameterError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    return chunk_size
+
+
 def _auto_chunk(rows: int, cols: int, chunk_size: Optional[int]) -> int:
     if chunk_size is not None:
         return max(1, min(rows, chunk_size))
@@ -169,8 +175,7 @@ def chunked_info_nce(
     """
     t, margin, alpha = check_common(temperature, false_negative_margin, hardness_alpha)
     reduction = check_reduction(reduction, ("mean", "sum"))
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ParameterError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    chunk_size = _check_chunk_size(chunk_size)
     with fp32_context(queries):
         prep = prepare(
             queries, positives, negatives, positive_ids=positive_ids, negative_ids=negative_ids,
@@ -237,9 +242,7 @@ class ChunkedInfoNCE(nn.Module):
         self.similarity = check_similarity(similarity)
         self.gather, self.group = bool(gather), group
         self.reduction = check_reduction(reduction, ("mean", "sum"))
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ParameterError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-        self.chunk_size = chunk_size
+        self.chunk_size = _check_chunk_size(chunk_size)
 
     def forward(
         self,

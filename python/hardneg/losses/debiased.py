@@ -40,14 +40,16 @@ __all__ = [
 ]
 
 
-def _negatives(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(pos [B], negative logits with the target and masked entries at -inf, has_neg [B])``."""
+def _negatives(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(pos [B], negative logits with the target and masked entries at -inf, has_neg [B],
+    finite [B, N])``; ``finite`` marks the real negatives."""
     pos = logits.gather(1, targets[:, None])[:, 0]
     neg = logits.scatter(1, targets[:, None], NEG_INF)
-    has = torch.isfinite(neg).any(dim=1)
+    finite = torch.isfinite(neg)
+    has = finite.any(dim=1)
     # rows without any negative get zeros so that the log-sum-exp (and its gradient) stays finite
     neg = torch.where(has[:, None], neg, torch.zeros_like(neg))
-    return pos, neg, has
+    return pos, neg, has, finite
 
 
 def _row_losses(
@@ -69,22 +71,21 @@ def _row_losses(
 
 
 def _decoupled_rows(logits: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:
-    pos, neg, has = _negatives(logits, targets)
+    pos, neg, has, _ = _negatives(logits, targets)
     loss = torch.logsumexp(neg, dim=1) - pos
     return torch.where(has, loss, torch.zeros_like(loss))
 
 
 def _debiased_rows(tau_plus: float, beta: float) -> Any:
     def rows(logits: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:
-        pos, neg, has = _negatives(logits, targets)
-        finite = torch.isfinite(logits.scatter(1, targets[:, None], NEG_INF))
+        pos, neg, has, finite = _negatives(logits, targets)
         count = finite.sum(dim=1).clamp(min=1).to(logits.dtype)
         log_n = torch.log(count)
         if beta == 0.0:
             log_r = torch.logsumexp(neg, dim=1)
         else:
-            negm = neg.masked_fill(~finite & has[:, None], NEG_INF)
-            log_r = log_n + torch.logsumexp((1.0 + beta) * negm, dim=1) - torch.logsumexp(beta * negm, dim=1)
+            # masked entries of `neg` are -inf in rows with negatives, so they drop out here too
+            log_r = log_n + torch.logsumexp((1.0 + beta) * neg, dim=1) - torch.logsumexp(beta * neg, dim=1)
         if tau_plus > 0.0:
             # log(R - tau_plus * N * e^pos) = log R + log1p(-exp(diff)), defined when diff < 0
             diff = math.log(tau_plus) + log_n + pos - log_r

@@ -18,20 +18,23 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DeviceError, ParameterError, ShapeError
-from ._common import NEG_INF, fp32_context, check_embeddings, check_float, check_reduction, check_temperature, reduce
+from ._common import NEG_INF, embed_prep, fp32_context, check_embeddings, check_float, check_reduction, check_temperature, reduce
 from .distributed import gather_no_grad, gather_with_grad, rank_and_world_size
 
 __all__ = ["GuidedInfoNCE", "guided_info_nce"]
 
 
+def _check_margin_strategy(margin_strategy: str) -> str:
+    if margin_strategy not in ("absolute", "relative"):
+        raise ParameterError(f"margin_strategy must be 'absolute' or 'relative', got {margin_strategy!r}")
+    return margin_strategy
+
+
 def _unit(x: torch.Tensor) -> torch.Tensor:
-    if x.dtype not in (torch.float32, torch.float64):
-        x = x.float()
-    return F.normalize(x, p=2, dim=-1)
+    return embed_prep(x, "cosine")
 
 
 def guided_info_nce(
@@ -85,8 +88,7 @@ def guided_info_nce(
     True
     """
     t = check_temperature(temperature)
-    if margin_strategy not in ("absolute", "relative"):
-        raise ParameterError(f"margin_strategy must be 'absolute' or 'relative', got {margin_strategy!r}")
+    _check_margin_strategy(margin_strategy)
     m = check_float(margin, "margin")
     reduction = check_reduction(reduction)
     q, p, n = check_embeddings(queries, positives, negatives)
@@ -179,9 +181,7 @@ class GuidedInfoNCE(nn.Module):
     ) -> None:
         super().__init__()
         self.temperature = check_temperature(temperature)
-        if margin_strategy not in ("absolute", "relative"):
-            raise ParameterError(f"margin_strategy must be 'absolute' or 'relative', got {margin_strategy!r}")
-        self.margin_strategy, self.margin = margin_strategy, check_float(margin, "margin")
+        self.margin_strategy, self.margin = _check_margin_strategy(margin_strategy), check_float(margin, "margin")
         self.contrast_anchors, self.contrast_positives = bool(contrast_anchors), bool(contrast_positives)
         self.mask_self, self.gather, self.group = bool(mask_self), bool(gather), group
         self.reduction = check_reduction(reduction)
