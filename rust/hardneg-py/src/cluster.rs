@@ -3,19 +3,12 @@
 
 use hardneg_core::batchplan::{self, Packing, PlanOptions};
 use hardneg_core::cluster::{self as core_cluster, ClusterOptions};
-use hardneg_core::matrix::MatrixRef;
-use hardneg_core::Isa;
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
+use crate::arrays::{matrix_ref, parse_isa};
 use crate::detach::run_detached;
-use crate::errors::{to_py, ParameterError, ShapeError};
-
-fn matrix<'a>(what: &'static str, a: &'a PyReadonlyArray2<'_, f32>) -> PyResult<MatrixRef<'a>> {
-    let (rows, dim) = (a.shape()[0], a.shape()[1]);
-    let data = a.as_slice().map_err(|_| ShapeError::new_err(format!("{what} must be C-contiguous")))?;
-    MatrixRef::new(what, data, rows, dim).map_err(to_py)
-}
+use crate::errors::ParameterError;
 
 /// Clusters the rows of a float32 matrix: returns `(labels int64 [N], objective)`.
 #[pyfunction(name = "cluster")]
@@ -32,19 +25,13 @@ pub fn cluster_rows<'py>(
     threads: usize,
     isa: Option<&str>,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, f64)> {
-    let isa = match isa {
-        None => None,
-        Some("avx512") => Some(Isa::Avx512),
-        Some("avx2") => Some(Isa::Avx2),
-        Some("scalar") => Some(Isa::Scalar),
-        Some(other) => return Err(ParameterError::new_err(format!("unknown isa {other:?}; use 'avx512', 'avx2' or 'scalar'"))),
-    };
+    let isa = parse_isa(isa)?;
     let balanced = match method {
         "balanced" => true,
         "kmeans" => false,
         other => return Err(ParameterError::new_err(format!("method must be 'balanced' or 'kmeans', got {other:?}"))),
     };
-    let x = matrix("embeddings", &embeddings)?;
+    let x = matrix_ref("embeddings", &embeddings)?;
     let out = run_detached(py, |cancel| {
         let opts = ClusterOptions { n_clusters, iters, tol, seed, threads, cancel: Some(cancel), isa };
         if balanced {

@@ -4,6 +4,7 @@
 //! and maps core errors to the exception classes of `hardneg.errors` ([`errors`]). It holds no
 //! loops over data: those belong in the core.
 
+mod arrays;
 mod cluster;
 mod detach;
 mod errors;

@@ -6,12 +6,9 @@ use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntyped
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::arrays::contiguous;
 use crate::detach::run_detached;
 use crate::errors::{ParameterError, ShapeError};
-
-fn contiguous<'a, T: numpy::Element>(what: &str, a: &'a PyReadonlyArray2<'_, T>) -> PyResult<&'a [T]> {
-    a.as_slice().map_err(|_| ShapeError::new_err(format!("{what} must be C-contiguous")))
-}
 
 fn stats_dict<'py>(py: Python<'py>, st: &SelectStats) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);

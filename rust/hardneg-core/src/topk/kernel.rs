@@ -62,6 +62,11 @@ impl Isa {
         Isa::available().contains(&self)
     }
 
+    /// The instruction set called `name` (see [`Isa::name`]), if any.
+    pub fn from_name(name: &str) -> Option<Isa> {
+        [Isa::Avx512, Isa::Avx2, Isa::Scalar].into_iter().find(|isa| isa.name() == name)
+    }
+
     /// Lower-case name (`"avx512"`, `"avx2"`, `"scalar"`).
     pub fn name(self) -> &'static str {
         match self {

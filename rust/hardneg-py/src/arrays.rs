@@ -1,0 +1,27 @@
+//! Borrowing numpy arrays and parsing the small options every binding shares.
+
+use hardneg_core::matrix::MatrixRef;
+use hardneg_core::Isa;
+use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+
+use crate::errors::{to_py, ParameterError, ShapeError};
+
+/// The data of a 2-D array, which must be C-contiguous (the Python layer makes it so).
+pub(crate) fn contiguous<'a, T: numpy::Element>(what: &str, a: &'a PyReadonlyArray2<'_, T>) -> PyResult<&'a [T]> {
+    a.as_slice().map_err(|_| ShapeError::new_err(format!("{what} must be C-contiguous")))
+}
+
+/// A float32 `[rows, dim]` array as a core matrix view (no copy).
+pub(crate) fn matrix_ref<'a>(what: &'static str, a: &'a PyReadonlyArray2<'_, f32>) -> PyResult<MatrixRef<'a>> {
+    let (rows, dim) = (a.shape()[0], a.shape()[1]);
+    MatrixRef::new(what, contiguous(what, a)?, rows, dim).map_err(to_py)
+}
+
+/// The `isa=` option of tests and benchmarks: `None` lets the core pick the best one.
+pub(crate) fn parse_isa(isa: Option<&str>) -> PyResult<Option<Isa>> {
+    isa.map(|name| {
+        Isa::from_name(name).ok_or_else(|| ParameterError::new_err(format!("unknown isa {name:?}; use 'avx512', 'avx2' or 'scalar'")))
+    })
+    .transpose()
+}
