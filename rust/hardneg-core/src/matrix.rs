@@ -98,30 +98,61 @@ pub fn check_finite(what: &'static str, m: MatrixRef<'_>, threads: usize) -> Res
 /// The inverse L2 norm of every row (0 for a zero row), computed with `threads` threads.
 /// Cosine search multiplies these into the scores instead of copying a normalised corpus.
 pub fn inverse_norms(m: MatrixRef<'_>, threads: usize) -> Vec<f32> {
+    norms_pass(m, threads).0
+}
+
+/// [`inverse_norms`] and [`check_finite`] in one pass over the rows (a large or memory-mapped
+/// matrix is read once): errors with [`Error::NonFinite`] naming the lowest offending row.
+pub fn finite_inverse_norms(what: &'static str, m: MatrixRef<'_>, threads: usize) -> Result<Vec<f32>> {
+    match norms_pass(m, threads) {
+        (_, Some(row)) => Err(Error::NonFinite { what, row }),
+        (inv, None) => Ok(inv),
+    }
+}
+
+/// Inverse norms and the first row whose sum of squares is not finite. A float32 squared is
+/// at most ~1.2e77 in f64, so the sum is finite exactly when the row holds no NaN or infinity.
+fn norms_pass(m: MatrixRef<'_>, threads: usize) -> (Vec<f32>, Option<usize>) {
     let mut out = vec![0.0f32; m.rows()];
-    let threads = threads.max(1).min(m.rows());
-    let per = m.rows().div_ceil(threads);
-    std::thread::scope(|s| {
-        for (t, part) in out.chunks_mut(per).enumerate() {
-            let rows = m.slice_rows(t * per, t * per + part.len());
-            s.spawn(move || {
-                for (o, row) in part.iter_mut().zip(rows.data().chunks_exact(rows.dim())) {
-                    *o = inverse_norm(row);
-                }
-            });
-        }
+    let threads = threads.clamp(1, m.rows().max(1));
+    let per = m.rows().div_ceil(threads).max(1);
+    let bad = std::thread::scope(|s| {
+        let handles: Vec<_> = out
+            .chunks_mut(per)
+            .enumerate()
+            .map(|(t, part)| {
+                let rows = m.slice_rows(t * per, t * per + part.len());
+                s.spawn(move || {
+                    let mut first = None;
+                    for (j, (o, row)) in part.iter_mut().zip(rows.data().chunks_exact(rows.dim())).enumerate() {
+                        let sq = row.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
+                        if !sq.is_finite() {
+                            first = first.or(Some(t * per + j));
+                        }
+                        *o = inverse_of(sq.sqrt());
+                    }
+                    first
+                })
+            })
+            .collect();
+        // The lowest offending row wins so the message does not depend on the thread count.
+        handles.into_iter().filter_map(|h| h.join().expect("norm thread")).min()
     });
-    out
+    (out, bad)
 }
 
 #[inline]
-fn inverse_norm(row: &[f32]) -> f32 {
-    let norm = row.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
-    if norm > 0.0 {
+fn inverse_of(norm: f64) -> f32 {
+    if norm > 0.0 && norm.is_finite() {
         (1.0 / norm) as f32
     } else {
         0.0
     }
+}
+
+#[inline]
+fn inverse_norm(row: &[f32]) -> f32 {
+    inverse_of(row.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt())
 }
 
 /// L2-normalises every row in place; rows of norm zero stay zero (their cosine is 0 to everything).

@@ -6,24 +6,9 @@ use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
+use crate::arrays::{matrix_ref, parse_isa};
 use crate::detach::run_detached;
 use crate::errors::{to_py, ParameterError, ShapeError};
-
-fn slice<'a>(what: &'static str, a: &'a PyReadonlyArray2<'_, f32>) -> PyResult<MatrixRef<'a>> {
-    let (rows, dim) = (a.shape()[0], a.shape()[1]);
-    let data = a.as_slice().map_err(|_| ShapeError::new_err(format!("{what} must be C-contiguous")))?;
-    MatrixRef::new(what, data, rows, dim).map_err(to_py)
-}
-
-fn parse_isa(isa: Option<&str>) -> PyResult<Option<Isa>> {
-    match isa {
-        None => Ok(None),
-        Some("avx512") => Ok(Some(Isa::Avx512)),
-        Some("avx2") => Ok(Some(Isa::Avx2)),
-        Some("scalar") => Ok(Some(Isa::Scalar)),
-        Some(other) => Err(ParameterError::new_err(format!("unknown isa {other:?}; use 'avx512', 'avx2' or 'scalar'"))),
-    }
-}
 
 /// An exact inner-product index over a borrowed, C-contiguous float32 corpus `[N, d]`.
 ///
@@ -63,12 +48,15 @@ impl FlatIndex {
             "cosine" => true,
             other => return Err(ParameterError::new_err(format!("metric must be 'ip' or 'cosine', got {other:?}"))),
         };
-        let m = slice("corpus", &corpus)?;
+        let m = matrix_ref("corpus", &corpus)?;
         let (rows, dim) = (m.rows(), m.dim());
         let threads = hardneg_core::topk::resolve_threads(threads);
         let inv_norms = run_detached(py, |_| {
-            matrix::check_finite("corpus", m, threads)?;
-            Ok(cosine.then(|| matrix::inverse_norms(m, threads)))
+            if cosine {
+                matrix::finite_inverse_norms("corpus", m, threads).map(Some)
+            } else {
+                matrix::check_finite("corpus", m, threads).map(|()| None)
+            }
         })?;
         Ok(FlatIndex { corpus: corpus.as_unbound().clone_ref(py), rows, dim, inv_norms })
     }
@@ -85,8 +73,8 @@ impl FlatIndex {
     /// Scores of given ids `[Q, m]` (-1 = none, scored NaN), exactly as `search` scores them.
     fn score<'py>(&self, py: Python<'py>, queries: PyReadonlyArray2<'py, f32>, ids: PyReadonlyArray2<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let corpus = self.corpus.bind(py).readonly();
-        let c = slice("corpus", &corpus)?;
-        let q = slice("queries", &queries)?;
+        let c = matrix_ref("corpus", &corpus)?;
+        let q = matrix_ref("queries", &queries)?;
         let (rows, width) = (ids.shape()[0], ids.shape()[1]);
         if rows != q.rows() {
             return Err(ShapeError::new_err(format!("ids has {rows} rows but there are {} queries; give one row per query", q.rows())));
@@ -126,16 +114,16 @@ impl FlatIndex {
     ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
         let isa = parse_isa(isa)?;
         let corpus = self.corpus.bind(py).readonly();
-        let c = slice("corpus", &corpus)?;
-        let q = slice("queries", &queries)?;
-        let exclude = match (&exclude_offsets, &exclude_ids) {
-            (Some(o), Some(i)) => Some(
-                Exclusions::from_csr("exclude", o.as_slice()?, i.as_slice()?, self.rows).map_err(to_py)?,
-            ),
+        let c = matrix_ref("corpus", &corpus)?;
+        let q = matrix_ref("queries", &queries)?;
+        let exclude_csr = match (&exclude_offsets, &exclude_ids) {
+            (Some(o), Some(i)) => Some((o.as_slice()?, i.as_slice()?)),
             (None, None) => None,
             _ => return Err(ParameterError::new_err("give both exclude_offsets and exclude_ids, or neither")),
         };
         let top = run_detached(py, |cancel| {
+            // Built without the GIL: sorting long exclusion lists takes time and can be interrupted.
+            let exclude = exclude_csr.map(|(o, i)| Exclusions::from_csr("exclude", o, i, self.rows)).transpose()?;
             let qd = self.prepare(q, hardneg_core::topk::resolve_threads(threads))?;
             let qm = MatrixRef::new("queries", &qd, q.rows(), q.dim())?;
             let row_scale = self.inv_norms.as_deref();

@@ -4,7 +4,7 @@ use std::sync::atomic::AtomicBool;
 
 use super::auction::auction;
 use super::rng::Rng;
-use super::{check_cancel, inverse_norms, norm, normalized, simd, validate, ClusterOptions, Clustering};
+use super::{check_cancel, norm, normalize_into, normalized, simd, validate, ClusterOptions, Clustering};
 use crate::error::Result;
 use crate::matrix::MatrixRef;
 use crate::topk::{search, Isa, SearchOptions};
@@ -53,9 +53,8 @@ struct Leaf {
 /// `opts.iters` caps the 2-means iterations of each split and the refinement iterations; each
 /// stops early when its objective improves by less than `opts.tol` (per row).
 pub fn balanced(x: MatrixRef<'_>, opts: &ClusterOptions<'_>) -> Result<Clustering> {
-    let (threads, isa) = validate(x, opts)?;
+    let (threads, isa, inv) = validate(x, opts)?;
     let (n, k) = (x.rows(), opts.n_clusters);
-    let inv = inverse_norms(x, isa, threads);
     let ctx = Ctx { x, inv: &inv, q: n / k, iters: opts.iters, tol: opts.tol, seed: opts.seed, isa, cancel: opts.cancel };
     let mut perm: Vec<u32> = (0..n as u32).collect();
     let total = block_sum(&ctx, &perm, threads);
@@ -100,7 +99,7 @@ fn refine(ctx: &Ctx<'_>, labels: &mut [i64], sizes: &[usize], threads: usize) ->
     for it in 0..ctx.iters {
         check_cancel(ctx.cancel)?;
         for (c, s) in sums.chunks_exact(d).enumerate() {
-            cents[c * d..(c + 1) * d].copy_from_slice(&normalized(s));
+            normalize_into(s, &mut cents[c * d..(c + 1) * d]);
         }
         if it < FULL_SEARCH_ITERS || k <= NEIGHBOURS {
             super::kmeans::nearest(ctx.x, ctx.inv, &cents, k, m, threads, ctx.isa, ctx.cancel, &mut ids, &mut scores)?;

@@ -1,7 +1,7 @@
 //! Spherical k-means (unbalanced) whose assignment step is the fused top-k engine.
 
 use super::rng::Rng;
-use super::{check_cancel, inverse_norms, norm, validate, ClusterOptions, Clustering};
+use super::{check_cancel, normalize_into, validate, ClusterOptions, Clustering};
 use crate::error::Result;
 use crate::matrix::MatrixRef;
 use crate::topk::{search, Isa, SearchOptions};
@@ -18,9 +18,8 @@ const ASSIGN_CHUNK: usize = 4096;
 /// ascending similarity then row id). Stops after `opts.iters` iterations, when no label
 /// changes, or when the objective improves by less than `opts.tol`. Clusters may be empty.
 pub fn kmeans(x: MatrixRef<'_>, opts: &ClusterOptions<'_>) -> Result<Clustering> {
-    let (threads, isa) = validate(x, opts)?;
+    let (threads, isa, inv) = validate(x, opts)?;
     let (n, d, k) = (x.rows(), x.dim(), opts.n_clusters);
-    let inv = inverse_norms(x, isa, threads);
     let mut rng = Rng::for_words(&[opts.seed, 0x6b6d_6561_6e73]);
     let mut idx: Vec<u32> = (0..n as u32).collect();
     for i in 0..k {
@@ -40,18 +39,16 @@ pub fn kmeans(x: MatrixRef<'_>, opts: &ClusterOptions<'_>) -> Result<Clustering>
         check_cancel(opts.cancel)?;
         let changed = assign(x, &inv, &cent, k, threads, isa, &mut labels, &mut scores, opts)?;
         let sums = cluster_sums(x, &inv, &labels, k, threads, isa);
-        objective = sums.chunks_exact(d).map(norm).sum::<f64>() / n as f64;
+        let mut total = 0.0f64;
         let mut empty = Vec::new();
         for (c, s) in sums.chunks_exact(d).enumerate() {
-            let nv = norm(s);
-            if nv > 0.0 {
-                for (o, v) in cent[c * d..(c + 1) * d].iter_mut().zip(s) {
-                    *o = (v / nv) as f32;
-                }
-            } else {
+            let nv = normalize_into(s, &mut cent[c * d..(c + 1) * d]);
+            total += nv;
+            if nv == 0.0 {
                 empty.push(c);
             }
         }
+        objective = total / n as f64;
         if !empty.is_empty() {
             let mut worst: Vec<u32> = (0..n as u32).collect();
             let m = empty.len().min(n);

@@ -85,9 +85,10 @@ pub fn n_clusters_for_size(rows: usize, cluster_size: usize) -> Result<usize> {
     Ok(rows.div_ceil(cluster_size))
 }
 
-/// Shared validation: dimensions, cluster count, iterations, finiteness. Returns the thread
-/// count and the instruction set.
-pub(crate) fn validate(x: MatrixRef<'_>, opts: &ClusterOptions<'_>) -> Result<(usize, Isa)> {
+/// Shared validation (cluster count, iterations, finiteness) and set-up. Returns the thread
+/// count, the instruction set and every row's inverse norm (0 for zero rows), the norms taken
+/// in the same pass over the rows as the finiteness check.
+pub(crate) fn validate(x: MatrixRef<'_>, opts: &ClusterOptions<'_>) -> Result<(usize, Isa, Vec<f32>)> {
     let n = x.rows();
     if opts.n_clusters < 1 || opts.n_clusters > n {
         return Err(Error::param(
@@ -105,31 +106,12 @@ pub(crate) fn validate(x: MatrixRef<'_>, opts: &ClusterOptions<'_>) -> Result<(u
         return Err(Error::param("embeddings", format!("at most {} rows can be clustered at once, got {n}", u32::MAX)));
     }
     let threads = resolve_threads(opts.threads);
-    crate::matrix::check_finite("embeddings", x, threads)?;
     let isa = opts.isa.unwrap_or_else(Isa::detect);
     if !isa.is_supported() {
         return Err(Error::param("isa", format!("this CPU cannot run the {} kernels", isa.name())));
     }
-    Ok((threads, isa))
-}
-
-/// Inverse L2 norm of every row (0 for zero rows), computed in parallel.
-pub(crate) fn inverse_norms(x: MatrixRef<'_>, isa: Isa, threads: usize) -> Vec<f32> {
-    let n = x.rows();
-    let mut inv = vec![0.0f32; n];
-    let per = n.div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|s| {
-        for (t, part) in inv.chunks_mut(per).enumerate() {
-            s.spawn(move || {
-                for (j, v) in part.iter_mut().enumerate() {
-                    let r = x.row(t * per + j);
-                    let sq = simd::dot(isa, r, r);
-                    *v = if sq > 0.0 { (1.0 / f64::from(sq).sqrt()) as f32 } else { 0.0 };
-                }
-            });
-        }
-    });
-    inv
+    let inv = crate::matrix::finite_inverse_norms("embeddings", x, threads)?;
+    Ok((threads, isa, inv))
 }
 
 /// Rows grouped by cluster with a counting sort: the rows of cluster `c` are
@@ -169,12 +151,18 @@ pub(crate) fn norm(v: &[f64]) -> f64 {
 
 /// `v / |v|` as f32 (zero stays zero).
 pub(crate) fn normalized(v: &[f64]) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    normalize_into(v, &mut out);
+    out
+}
+
+/// Writes `v / |v|` as f32 into `out` (zeros if `v` is zero) and returns `|v|`.
+pub(crate) fn normalize_into(v: &[f64], out: &mut [f32]) -> f64 {
     let nv = norm(v);
-    if nv > 0.0 {
-        v.iter().map(|x| (x / nv) as f32).collect()
-    } else {
-        vec![0.0; v.len()]
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = if nv > 0.0 { (x / nv) as f32 } else { 0.0 };
     }
+    nv
 }
 
 /// Objective of a labelling, computed directly (reference for tests and for callers that have
