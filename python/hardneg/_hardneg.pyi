@@ -4,6 +4,7 @@ import numpy.typing as npt
 
 __version__: str
 build_profile: str
+STAT_NAMES: list[str]
 
 class FlatIndex:
     def __new__(cls, corpus: npt.NDArray[np.float32], *, metric: str = "ip", threads: int = 0) -> FlatIndex: ...

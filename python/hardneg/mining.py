@@ -22,7 +22,7 @@ from . import _hardneg
 from ._arrays import as_count, as_matrix, as_threads, id_lists_to_csr
 from .errors import DTypeError, IdOutOfRangeError, InputFileError, NonFiniteError, ParameterError, ShapeError
 from .index import FlatIndex
-from .selection import SIMANS_A, SIMANS_B, STAT_NAMES, Sampling, _opt_float, _seed, check_sampling
+from .selection import SIMANS_A, SIMANS_B, STAT_NAMES, Sampling, add_stats, _opt_float, _seed, check_sampling
 
 __all__ = ["mine", "Mined", "default_range_max", "load_matrix"]
 
@@ -536,8 +536,7 @@ def mine(
         for a, b in plan.chunks(0, rows):
             neg, sc, pi, ps, st = plan.run(a, b)
             negatives[a:b], scores[a:b], pos_ids[a:b], pos_scores[a:b] = neg, sc, pi, ps
-            for k in STAT_NAMES:
-                stats[k] += st[k]
+            add_stats(stats, st)
             advance(b - a)
     finally:
         close()

@@ -31,7 +31,7 @@ from .mining import (
     score_distribution,
     to_arrow_table,
 )
-from .selection import SIMANS_A, SIMANS_B, STAT_NAMES, Sampling
+from .selection import SIMANS_A, SIMANS_B, Sampling, add_stats
 
 __all__ = ["mine_to_disk", "load_mined", "add_mine_parser", "DEFAULT_SHARD_SIZE"]
 
@@ -287,8 +287,7 @@ def _run_shards(plan: _Plan, out: str, manifest: dict[str, Any], shard: int, pro
             for ca, cb in plan.chunks(a, b):
                 neg, sc, pi, ps, st = plan.run(ca, cb)
                 parts.append((neg, sc, pi, ps))
-                for k in STAT_NAMES:
-                    stats[k] += st[k]
+                add_stats(stats, st)
                 advance(cb - ca)
             neg, sc, pi, ps = (np.concatenate([p[j] for p in parts]) for j in range(4))
             table = to_arrow_table(np.arange(a, b, dtype=np.int64), neg, sc, pi, ps)
@@ -303,8 +302,7 @@ def _run_shards(plan: _Plan, out: str, manifest: dict[str, Any], shard: int, pro
             _write_atomic(mpath, json.dumps(manifest, indent=1, sort_keys=True).encode())
         totals = _zero_stats()
         for v in manifest["shards"].values():
-            for k in STAT_NAMES:
-                totals[k] += int(v["stats"][k])
+            add_stats(totals, v["stats"])
         manifest["stats"] = totals
         manifest["complete"] = True
         _write_atomic(mpath, json.dumps(manifest, indent=1, sort_keys=True).encode())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Literal, NamedTuple, Sequence
+from typing import Any, Literal, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -26,21 +26,14 @@ SIMANS_A: float = 0.5
 #: Default SimANS ``b`` (``--b`` default of microsoft/SimXNS's SimANS scripts).
 SIMANS_B: float = 0.0
 
-#: Counter names of :attr:`Selection.stats`, in a fixed order.
-STAT_NAMES: tuple[str, ...] = (
-    "queries",
-    "candidates",
-    "skipped_absolute_margin",
-    "skipped_relative_margin",
-    "skipped_max_score",
-    "skipped_min_score",
-    "skipped_range_min",
-    "skipped_range_max",
-    "window",
-    "short_queries",
-    "empty_queries",
-    "missing_negatives",
-)
+#: Counter names of :attr:`Selection.stats`, in a fixed order (the core's own list).
+STAT_NAMES: tuple[str, ...] = tuple(_hardneg.STAT_NAMES)
+
+
+def add_stats(total: dict[str, int], part: Mapping[str, Any]) -> None:
+    """Adds the counters of ``part`` into ``total`` (both keyed by :data:`STAT_NAMES`)."""
+    for k in STAT_NAMES:
+        total[k] += int(part[k])
 
 
 class Selection(NamedTuple):

@@ -56,6 +56,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..index import FlatIndex
+from ..mining import default_range_max
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -80,9 +81,7 @@ def derive_range_max(*, range_min: int, num_negatives: int, max_positives: int, 
     >>> derive_range_max(range_min=2, num_negatives=4, max_positives=3, uses_score_filter=False)
     9
     """
-    if uses_score_filter:
-        return range_min + 10 * num_negatives + max_positives
-    return range_min + num_negatives + max_positives
+    return default_range_max(range_min, num_negatives, max_positives, filtered=uses_score_filter)
 
 
 def _check_int(x: Any, name: str) -> int:
@@ -508,7 +507,6 @@ def _build_dataset(Dataset: Any, fmt: str, output_scores: bool, acol: str, pcol:
                 vals.append([1] + [0] * int(m.sum()))
         data["scores" if output_scores else "labels"] = vals
     else:  # labeled-pair: per query its positives (label 1), then its negatives (label 0)
-        nq = neg_ids.shape[0]
         qn, jn = np.nonzero(neg_ids >= 0)
         q_all = np.concatenate([pair_q, qn])
         kind = np.concatenate([np.zeros(len(pair_q), np.int64), np.ones(len(qn), np.int64)])
@@ -522,7 +520,6 @@ def _build_dataset(Dataset: Any, fmt: str, output_scores: bool, acol: str, pcol:
             data["score"] = vals_f.tolist()
         else:
             data["label"] = (1 - kind[order]).tolist()
-        del nq
     return Dataset.from_dict(data)
 
 

@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 fn _hardneg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("build_profile", if cfg!(debug_assertions) { "debug" } else { "release" })?;
+    m.add("STAT_NAMES", hardneg_core::mine::SelectStats::NAMES.to_vec())?;
     m.add_class::<index::FlatIndex>()?;
     m.add_function(wrap_pyfunction!(index::isa, m)?)?;
     m.add_function(wrap_pyfunction!(index::available_isas, m)?)?;
