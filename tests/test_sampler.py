@@ -242,6 +242,14 @@ def test_refresh_and_schedule() -> None:
         ClusterBatchSampler(x, 32, cluster_size=4, schedule={0: 64})
 
 
+def test_seeds_beyond_64_bits_wrap_like_hardneg_cluster() -> None:
+    x = emb(200)
+    big = ClusterBatchSampler(x, 16, cluster_size=4, seed=2**64 + 5)
+    small = ClusterBatchSampler(x, 16, cluster_size=4, seed=5)
+    assert list(big) == list(small)
+    np.testing.assert_array_equal(hardneg.cluster(x, cluster_size=4, seed=2**64 + 5), hardneg.cluster(x, cluster_size=4, seed=5))
+
+
 def test_bad_input_gets_typed_errors() -> None:
     x = emb(100)
     with pytest.raises(hardneg.ParameterError, match="batch_size"):

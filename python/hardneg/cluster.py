@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -110,7 +109,7 @@ def cluster(
         raise ParameterError(f"tol must be >= 0, got {tol}")
     seed = as_count(seed, "seed", minimum=0)
     labels, objective = _hardneg.cluster(
-        arr, k, method=method, iters=iters, tol=tol, seed=operator.index(seed) % 2**64, threads=as_threads(threads)
+        arr, k, method=method, iters=iters, tol=tol, seed=seed % 2**64, threads=as_threads(threads)
     )
     if return_objective:
         return ClusterResult(labels, float(objective))

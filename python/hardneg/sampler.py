@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _hardneg
 from ._arrays import as_count, as_matrix, as_threads
+from .cluster import n_clusters_for
 from .errors import ParameterError, ShapeError
 
 __all__ = ["ClusterBatchSampler"]
@@ -199,6 +200,7 @@ class ClusterBatchSampler:
         self.schedule = schedule
         self.drop_last = bool(drop_last)
         self.seed = as_count(seed, "seed", minimum=0)
+        self._seed64 = self.seed % 2**64  # what the Rust clustering and planner take
         dist = _distributed()
         if num_replicas is None:
             num_replicas = dist[0] if dist else 1
@@ -253,9 +255,9 @@ class ClusterBatchSampler:
             if size == 1:
                 labels, k, obj = np.arange(n, dtype=np.int64), n, 1.0
             else:
-                k = -(-n // size)
+                k = n_clusters_for(n, size, None)
                 labels, obj = _hardneg.cluster(
-                    self._emb, k, method=self.method, iters=self.iters, seed=self.seed, threads=self._threads
+                    self._emb, k, method=self.method, iters=self.iters, seed=self._seed64, threads=self._threads
                 )
             digest = hashlib.blake2b(labels.tobytes(), digest_size=16).hexdigest()
             got = (labels, k, float(obj), digest)
@@ -312,7 +314,7 @@ class ClusterBatchSampler:
                 clusters_per_batch=self.clusters_per_batch,
                 keys=self._keys,
                 drop_last=self.drop_last,
-                seed=self.seed % 2**64,
+                seed=self._seed64,
                 epoch=epoch,
             )
             self._plan_cache = (key, rows, offsets, dropped)
