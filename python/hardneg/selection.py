@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _hardneg
 from ._arrays import as_count, as_threads
-from .errors import DTypeError, IdOutOfRangeError, ParameterError, ShapeError
+from .errors import DTypeError, ParameterError, ShapeError
 
 __all__ = ["select_negatives", "Selection", "Sampling", "SIMANS_A", "SIMANS_B", "STAT_NAMES"]
 
@@ -237,11 +237,6 @@ def select_negatives(
         raise ShapeError(f"candidate_ids has shape {i.shape} but candidate_scores has shape {s.shape}; give one id per score")
     s = np.ascontiguousarray(s, dtype=np.float32)
     i = np.ascontiguousarray(i, dtype=np.int64)
-    if i.size and int(i.min()) < -1:
-        q = int(np.argwhere(i < -1)[0][0])
-        raise IdOutOfRangeError(
-            f"candidate_ids for query {q} holds id {int(i[i < -1][0])}; ids must be >= 0, or -1 for a masked candidate"
-        )
     rows = s.shape[0]
     offsets, values = positive_scores_to_csr(positive_scores, rows)
     sampling, a, b = check_sampling(sampling, simans_a, simans_b)

@@ -68,6 +68,16 @@ pub enum Error {
         /// Corpus size.
         n: usize,
     },
+    /// A candidate id below -1 (-1 is the only negative id: a masked candidate).
+    #[error("{what} for query {row} holds id {id}; ids must be >= 0, or -1 for a masked candidate")]
+    NegativeId {
+        /// Which input.
+        what: &'static str,
+        /// The query (row) it belongs to.
+        row: usize,
+        /// The offending id.
+        id: i64,
+    },
     /// A parameter has an impossible value.
     #[error("invalid {name}: {message}")]
     InvalidParameter {

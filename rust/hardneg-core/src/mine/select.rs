@@ -376,7 +376,7 @@ pub fn select(
         for j in 0..cands.width {
             let id = cands.ids[base + j];
             if id < -1 {
-                return Err(Error::IdOutOfRange { what: "candidate_ids", row: q, id, n: usize::MAX });
+                return Err(Error::NegativeId { what: "candidate_ids", row: q, id });
             }
             if id != -1 && !cands.scores[base + j].is_finite() {
                 return Err(Error::NonFinite { what: "candidate_scores", row: q });
