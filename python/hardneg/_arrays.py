@@ -63,34 +63,43 @@ def id_lists_to_csr(lists: Any, rows: int, what: str, *, allow_1d: bool = False)
     ``allow_1d``), or a sequence of ``rows`` int sequences. Padding (-1) is kept in ``ids``; the
     core skips it.
     """
+    return rows_to_csr(lists, rows, what, dtype=np.int64, allow_1d=allow_1d)
+
+
+def rows_to_csr(lists: Any, rows: int, what: str, *, dtype: Any, allow_1d: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row lists as CSR ``(offsets int64, values)``: integer ids (``dtype=np.int64``, padded
+    with -1) or real numbers (``dtype=np.float32``, padded with NaN), given as a padded 2-D
+    array, a 1-D array of one value per row (when ``allow_1d``), or ``rows`` sequences."""
+    ints = np.dtype(dtype).kind == "i"
+    kinds, items, pad, seqs = ("iu", "integer ids", "-1", "int") if ints else ("fiu", "real numbers", "NaN", "float")
     if isinstance(lists, np.ndarray) or (hasattr(lists, "shape") and hasattr(lists, "dtype") and not isinstance(lists, (list, tuple))):
         arr = np.asarray(lists)
-        if arr.dtype.kind not in "iu":
-            raise DTypeError(f"{what} must hold integer ids, got dtype {arr.dtype}")
+        if arr.dtype.kind not in kinds:
+            raise DTypeError(f"{what} must hold {items}, got dtype {arr.dtype}")
         if arr.ndim == 1 and allow_1d:
             arr = arr[:, None]
         if arr.ndim != 2:
-            hint = "1-D [Q] (one per query) or " if allow_1d else ""
-            raise ShapeError(f"{what} as an array must be {hint}2-D [queries, max_ids] padded with -1, got shape {arr.shape}")
+            hint = "1-D [queries] (one per query) or " if allow_1d else ""
+            raise ShapeError(f"{what} as an array must be {hint}2-D [queries, max_per_query] padded with {pad}, got shape {arr.shape}")
         if arr.shape[0] != rows:
             raise ShapeError(f"{what} has {arr.shape[0]} rows but there are {rows} queries; give one row per query")
         width = arr.shape[1]
         offsets = np.arange(rows + 1, dtype=np.int64) * width
-        return offsets, np.ascontiguousarray(arr, dtype=np.int64).reshape(-1)
+        return offsets, np.ascontiguousarray(arr, dtype=dtype).reshape(-1)
     if isinstance(lists, (str, bytes)) or not isinstance(lists, Sequence):
-        raise DTypeError(f"{what} must be a 2-D int array or a list of int sequences, got {type(lists).__name__}")
+        raise DTypeError(f"{what} must be a 2-D {seqs} array or a list of {seqs} sequences, got {type(lists).__name__}")
     if len(lists) != rows:
         raise ShapeError(f"{what} has {len(lists)} rows but there are {rows} queries; give one row per query")
     parts = []
     for i, row in enumerate(lists):
-        a = np.asarray(row if row is not None else [], dtype=object if row is None else None)
+        a = np.asarray(row if row is not None else [], dtype=object if (row is None and ints) else None)
         if a.ndim == 0:
             a = a.reshape(1)
-        if a.size and a.dtype.kind not in "iu":
-            raise DTypeError(f"{what} row {i} must hold integer ids, got {a.dtype}")
-        parts.append(a.astype(np.int64, copy=False).reshape(-1))
+        if a.size and a.dtype.kind not in kinds:
+            raise DTypeError(f"{what} row {i} must hold {items}, got {a.dtype}")
+        parts.append(a.astype(dtype, copy=False).reshape(-1))
     counts = np.fromiter((p.size for p in parts), dtype=np.int64, count=rows)
     offsets = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    return offsets, ids.astype(np.int64, copy=False)
+    values = np.concatenate(parts) if parts else np.zeros(0, dtype)
+    return offsets, values.astype(dtype, copy=False)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Literal, Mapping, NamedTuple, Sequence
+from typing import Any, Literal, Mapping, NamedTuple
 
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_threads
+from ._arrays import as_count, as_threads, rows_to_csr
 from .errors import DTypeError, ParameterError, ShapeError
 
 __all__ = ["select_negatives", "Selection", "Sampling", "SIMANS_A", "SIMANS_B", "STAT_NAMES"]
@@ -86,38 +86,7 @@ def positive_scores_to_csr(positive_scores: Any, rows: int) -> tuple[np.ndarray,
     """
     if positive_scores is None:
         return np.zeros(rows + 1, np.int64), np.zeros(0, np.float32)
-    if isinstance(positive_scores, np.ndarray) or (hasattr(positive_scores, "shape") and hasattr(positive_scores, "dtype")):
-        arr = np.asarray(positive_scores)
-        if arr.dtype.kind not in "fiu":
-            raise DTypeError(f"positive_scores must hold real numbers, got dtype {arr.dtype}")
-        if arr.ndim == 1:
-            arr = arr[:, None]
-        if arr.ndim != 2:
-            raise ShapeError(f"positive_scores must be 1-D [Q] or 2-D [Q, P] padded with NaN, got shape {arr.shape}")
-        if arr.shape[0] != rows:
-            raise ShapeError(f"positive_scores has {arr.shape[0]} rows but there are {rows} queries; give one row per query")
-        width = arr.shape[1]
-        offsets = np.arange(rows + 1, dtype=np.int64) * width
-        return offsets, np.ascontiguousarray(arr, dtype=np.float32).reshape(-1)
-    if isinstance(positive_scores, (str, bytes)) or not isinstance(positive_scores, Sequence):
-        raise DTypeError(
-            f"positive_scores must be an array or a list of float sequences, got {type(positive_scores).__name__}"
-        )
-    if len(positive_scores) != rows:
-        raise ShapeError(
-            f"positive_scores has {len(positive_scores)} rows but there are {rows} queries; give one row per query"
-        )
-    parts = []
-    for i, row in enumerate(positive_scores):
-        a = np.asarray([] if row is None else row)
-        if a.size and a.dtype.kind not in "fiu":
-            raise DTypeError(f"positive_scores row {i} must hold numbers, got {a.dtype}")
-        parts.append(a.astype(np.float32).reshape(-1))
-    counts = np.fromiter((p.size for p in parts), dtype=np.int64, count=rows)
-    offsets = np.zeros(rows + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    values = np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
-    return offsets, values
+    return rows_to_csr(positive_scores, rows, "positive_scores", dtype=np.float32, allow_1d=True)
 
 
 def select_negatives(
