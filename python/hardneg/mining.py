@@ -126,11 +126,13 @@ def _slice_csr(offsets: np.ndarray, ids: np.ndarray, a: int, b: int) -> tuple[np
     return offsets[a : b + 1] - lo, ids[lo:hi]
 
 
-def _csr_to_padded(offsets: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """CSR rows as a 2-D array padded with -1 (at least one column)."""
+def _csr_to_padded(offsets: np.ndarray, ids: np.ndarray, width: int | None = None) -> np.ndarray:
+    """CSR rows as a 2-D array padded with -1, ``width`` columns (default: the longest row, at
+    least one)."""
     rows = len(offsets) - 1
-    counts = np.diff(offsets)
-    out = np.full((rows, max(int(counts.max()) if rows else 0, 1)), -1, np.int64)
+    if width is None:
+        width = max(int(np.diff(offsets).max()) if rows else 0, 1)
+    out = np.full((rows, width), -1, np.int64)
     lab = _row_labels(offsets)
     out[lab, np.arange(len(ids), dtype=np.int64) - offsets[lab]] = ids
     return out
@@ -374,10 +376,7 @@ class _Plan:
             cand_ids[sel, :kk] = i
         pos_off, pos_ids = _slice_csr(*self.pos, a, b)
         width = self.pos_width
-        padded_ids = np.full((rows, width), -1, np.int64)
-        if width:
-            lab = _row_labels(pos_off)
-            padded_ids[lab, np.arange(len(pos_ids), dtype=np.int64) - pos_off[lab]] = pos_ids
+        padded_ids = _csr_to_padded(pos_off, pos_ids, width)
         # Scored by the index itself: bit-identical to the score the search gives the same pair.
         padded_scores = self.index.score(q, padded_ids) if width else np.zeros((rows, 0), np.float32)
         neg, sc, stats = _hardneg.select_negatives(

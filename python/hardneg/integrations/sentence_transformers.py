@@ -56,7 +56,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..index import FlatIndex
-from ..mining import default_range_max
+from ..mining import _csr_to_padded, default_range_max
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -385,9 +385,8 @@ verbose, cache_folder, as_triplets, margin
     pair_q = np.repeat(np.arange(n_queries, dtype=np.int64), n_pos)
     pair_p = np.fromiter((c for lst in pos_lists for c in lst), dtype=np.int64, count=int(n_pos.sum()))
     pos_scores = np.einsum("ij,ij->i", query_emb[pair_q], corpus_emb[pair_p]).astype(np.float32)
-    pos_matrix = np.full((n_queries, int(n_pos.max())), -1, dtype=np.int64)
-    col = np.arange(len(pair_q)) - np.repeat(np.cumsum(n_pos) - n_pos, n_pos)
-    pos_matrix[pair_q, col] = pair_p
+    pos_offsets = np.concatenate([[0], np.cumsum(n_pos)]).astype(np.int64)
+    pos_matrix = _csr_to_padded(pos_offsets, pair_p, int(n_pos.max()))
     is_pos = _mask_positives(ids, pos_matrix)
 
     # ---- optional cross-encoder rescoring of the real candidates only ----
