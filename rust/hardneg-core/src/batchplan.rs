@@ -153,10 +153,9 @@ pub fn plan_epoch(labels: &[i64], n_clusters: usize, opts: &PlanOptions<'_>) -> 
     let mut pool: Vec<u32> = Vec::with_capacity(pool_size);
     if pool_size > 0 {
         let mut all: Vec<u32> = (0..n as u32).collect();
-        for i in 0..pool_size {
-            let j = i + rng.below(n - i);
-            all.swap(i, j);
-            in_pool[all[i] as usize] = true;
+        rng.partial_shuffle(&mut all, pool_size);
+        for &r in &all[..pool_size] {
+            in_pool[r as usize] = true;
         }
         all.truncate(pool_size);
         pool = all;

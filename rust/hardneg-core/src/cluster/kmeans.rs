@@ -22,10 +22,7 @@ pub fn kmeans(x: MatrixRef<'_>, opts: &ClusterOptions<'_>) -> Result<Clustering>
     let (n, d, k) = (x.rows(), x.dim(), opts.n_clusters);
     let mut rng = Rng::for_words(&[opts.seed, 0x6b6d_6561_6e73]);
     let mut idx: Vec<u32> = (0..n as u32).collect();
-    for i in 0..k {
-        let j = i + rng.below(n - i);
-        idx.swap(i, j);
-    }
+    rng.partial_shuffle(&mut idx, k);
     let mut cent = vec![0.0f32; k * d];
     for c in 0..k {
         set_unit_row(x, &inv, idx[c] as usize, &mut cent[c * d..(c + 1) * d]);

@@ -6,11 +6,8 @@
 
 /// One step of splitmix64: a good 64-bit mixer, also used to hash seeds and paths together.
 #[inline]
-pub fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+pub fn splitmix64(z: u64) -> u64 {
+    crate::mine::rng::mix64(z.wrapping_add(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Hashes a list of words into one seed.
@@ -77,6 +74,15 @@ impl Rng {
     pub fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             let j = self.below(i + 1);
+            v.swap(i, j);
+        }
+    }
+
+    /// Moves a uniform random sample of `m` elements to the front of `v` (the first `m` steps
+    /// of a forward Fisher-Yates shuffle), in the order drawn.
+    pub fn partial_shuffle<T>(&mut self, v: &mut [T], m: usize) {
+        for i in 0..m.min(v.len()) {
+            let j = i + self.below(v.len() - i);
             v.swap(i, j);
         }
     }
