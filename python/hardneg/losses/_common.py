@@ -188,10 +188,12 @@ def candidate_mask_bias(
 
 
 def apply_mask_bias(logits: torch.Tensor, mask: Optional[torch.Tensor], bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """Adds ``bias`` and sets masked entries to -inf **in place** and returns ``logits``, which
+    must be a fresh tensor the caller owns (e.g. ``sim * scale``): no extra ``[B, N]`` copies."""
     if bias is not None:
-        logits = logits + bias
+        logits.add_(bias)
     if mask is not None:
-        logits = logits.masked_fill(mask, NEG_INF)
+        logits.masked_fill_(mask, NEG_INF)
     return logits
 
 

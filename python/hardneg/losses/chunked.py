@@ -21,7 +21,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ..errors import ParameterError
-from ._common import NEG_INF, Candidates, candidate_mask_bias, check_reduction, check_similarity, fp32_context
+from ._common import Candidates, apply_mask_bias, candidate_mask_bias, check_reduction, check_similarity, fp32_context
 from .infonce import PerRow, check_common, direction_logits, prepare
 
 __all__ = ["ChunkedInfoNCE", "chunked_info_nce", "chunked_lse_sum"]
@@ -75,13 +75,8 @@ class _ChunkedLSESum(torch.autograd.Function):
                 row_ids=None if row_ids is None else row_ids[r0:r1], cand_ids=cand_ids, cand_has_id=cand_has_id,
                 margin=margin, alpha=alpha,
             )
-            logits = sim.mul_(scale)
-            if bias is not None:
-                logits.add_(bias)
-                del bias
-            if mask is not None:
-                logits.masked_fill_(mask, NEG_INF)
-                del mask
+            logits = apply_mask_bias(sim.mul_(scale), mask, bias)
+            del mask, bias
             lse = torch.logsumexp(logits, dim=1)
             total += lse.sum(dtype=acc)
             if need:
