@@ -53,7 +53,6 @@ class FlatIndex:
         arr = as_matrix(corpus, "corpus")
         self._inner = _hardneg.FlatIndex(arr, metric=metric, threads=as_threads(threads))
         self._corpus = arr
-        self._metric: Metric = metric
 
     def __len__(self) -> int:
         return len(self._inner)
@@ -69,12 +68,21 @@ class FlatIndex:
     @property
     def metric(self) -> Metric:
         """``"ip"`` or ``"cosine"``."""
-        return self._metric
+        return self._inner.metric  # type: ignore[return-value]  # the extension says str
 
     @property
     def vectors(self) -> np.ndarray:
         """The float32 corpus the index searches (as given: not normalised, even for cosine)."""
         return self._corpus
+
+    def _queries(self, queries: Any) -> np.ndarray:
+        q = as_matrix(queries, "queries")
+        if q.shape[1] != self.dim:
+            raise ShapeError(
+                f"queries have dimension {q.shape[1]} but the corpus has dimension {self.dim}; "
+                "embed both with the same model"
+            )
+        return q
 
     def search(
         self,
@@ -113,12 +121,7 @@ class FlatIndex:
         >>> ids.tolist(), scores.tolist()
         ([[1, 2]], [[1.0, 1.0]])
         """
-        q = as_matrix(queries, "queries")
-        if q.shape[1] != self.dim:
-            raise ShapeError(
-                f"queries have dimension {q.shape[1]} but the corpus has dimension {self.dim}; "
-                "embed both with the same model"
-            )
+        q = self._queries(queries)
         k = as_count(k, "k")
         nthreads = as_threads(threads)
         offsets = ids = None
@@ -147,12 +150,7 @@ class FlatIndex:
         >>> [round(float(x), 3) for x in index.score(np.array([[0, 2]], np.float32), np.array([[1, -1]]))[0]]
         [0.8, nan]
         """
-        q = as_matrix(queries, "queries")
-        if q.shape[1] != self.dim:
-            raise ShapeError(
-                f"queries have dimension {q.shape[1]} but the corpus has dimension {self.dim}; "
-                "embed both with the same model"
-            )
+        q = self._queries(queries)
         arr = np.asarray(ids)
         if arr.dtype.kind not in "iu":
             from .errors import DTypeError
