@@ -3,6 +3,10 @@
 * :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions.
 * :func:`mine` / :class:`Mined`: streaming hard-negative mining (search, filters, window, sampling).
 * :func:`mine_to_disk` / :func:`load_mined` / ``hardneg mine``: the same as a resumable job writing Parquet shards.
+* :func:`search_partial` / :func:`merge_topk`: one corpus shard's top-k with global ids, and the
+  exact merge of shards' results (for any engine: torch.distributed, Ray, Spark, ...).
+* :func:`hardneg.distributed.mine`: :func:`mine` over the ranks of ``torch.distributed``, exactly
+  (corpus or queries split across ranks).
 * :func:`select_negatives`: filters, rank window and top/random/SimANS sampling over candidate lists.
 * :mod:`hardneg.losses` (needs torch, imported on first use): contrastive losses such as
   :class:`InfoNCE` and the memory-efficient :class:`ChunkedInfoNCE`.
@@ -23,6 +27,7 @@ from __future__ import annotations
 from . import _hardneg
 from .errors import (
     DeviceError,
+    DistributedError,
     DTypeError,
     HardnegError,
     IdOutOfRangeError,
@@ -37,6 +42,8 @@ from .selection import Selection, select_negatives
 from .mining import Mined, mine
 from .mining_job import load_mined, mine_to_disk
 from .cluster import ClusterResult, cluster
+from .partial import merge_topk, search_partial
+from . import distributed
 
 __version__: str = _hardneg.__version__
 
@@ -44,6 +51,9 @@ __all__ = [
     "__version__",
     "FlatIndex",
     "topk",
+    "search_partial",
+    "merge_topk",
+    "distributed",
     "select_negatives",
     "mine",
     "Mined",
@@ -59,6 +69,7 @@ __all__ = [
     "InputFileError",
     "OutputDirError",
     "DeviceError",
+    "DistributedError",
     "losses",
     "InfoNCE",
     "ChunkedInfoNCE",

@@ -49,6 +49,23 @@ def select_negatives(
     query_offset: int = 0,
     threads: int = 0,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], dict[str, int]]: ...
+def search_partial(
+    shard: FlatIndex,
+    queries: npt.NDArray[np.float32],
+    k: int,
+    *,
+    row_offset: int = 0,
+    exclude_offsets: npt.NDArray[np.int64] | None = None,
+    exclude_ids: npt.NDArray[np.int64] | None = None,
+    total_rows: int | None = None,
+    threads: int = 0,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def merge_topk(
+    parts: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]],
+    k: int,
+    *,
+    threads: int = 0,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
 def cluster(
     embeddings: npt.NDArray[np.float32],
     n_clusters: int,

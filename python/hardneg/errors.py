@@ -26,6 +26,7 @@ __all__ = [
     "InputFileError",
     "OutputDirError",
     "DeviceError",
+    "DistributedError",
 ]
 
 
@@ -63,3 +64,7 @@ class OutputDirError(HardnegError, ValueError):
 
 class DeviceError(HardnegError, ValueError):
     """Tensors that must be used together live on different devices (e.g. ``cpu`` and ``cuda:0``)."""
+
+
+class DistributedError(HardnegError, RuntimeError):
+    """A rank of a distributed job stopped or did not answer in time (``hardneg.distributed``)."""

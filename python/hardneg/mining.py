@@ -265,8 +265,9 @@ class _Plan:
     def __init__(self, queries: Any, corpus: Any, positives: Any, *, num_negatives: Any, metric: Any, range_min: Any,
                  range_max: Any, min_score: Any, max_score: Any, absolute_margin: Any, relative_margin: Any,
                  sampling: Any, seed: Any, exclude: Any, threads: Any, simans_a: Any, simans_b: Any,
-                 chunk_size: Any) -> None:
-        # Arguments first (cheap), then the arrays.
+                 chunk_size: Any, corpus_rows: int | None = None) -> None:
+        # ``corpus_rows``: ``corpus`` is one shard (a FlatIndex, or None when empty) of a corpus of
+        # that many rows, which the ids refer to (hardneg.distributed). Arguments first (cheap), then the arrays.
         self.num_negatives = as_count(num_negatives, "num_negatives")
         self.range_min = as_count(range_min, "range_min", minimum=0)
         self.sampling, self.simans_a, self.simans_b = check_sampling(sampling, simans_a, simans_b)
@@ -287,7 +288,9 @@ class _Plan:
         if not hasattr(self.queries, "shape"):
             self.queries = as_matrix(self.queries, "queries")
         corpus = load_matrix(corpus, "corpus")
-        if isinstance(corpus, FlatIndex):
+        if corpus is None and corpus_rows is not None:
+            self.index = None
+        elif isinstance(corpus, FlatIndex):
             if corpus.metric != metric:
                 raise ParameterError(f"the corpus index was built with metric={corpus.metric!r} but metric={metric!r} "
                                      f"was asked; pass metric={corpus.metric!r} or build the index with metric={metric!r}")
@@ -296,9 +299,9 @@ class _Plan:
             _check_dim(corpus, "corpus")
             self.index = FlatIndex(corpus, metric=metric, threads=threads)
         self.metric = metric
-        self.n = len(self.index)
+        self.n = len(self.index) if corpus_rows is None else corpus_rows
         self.rows = int(self.queries.shape[0])
-        if int(self.queries.shape[1]) != self.index.dim:
+        if self.index is not None and int(self.queries.shape[1]) != self.index.dim:
             raise ShapeError(f"queries have dimension {self.queries.shape[1]} but the corpus has dimension "
                              f"{self.index.dim}; embed both with the same model")
 
@@ -379,12 +382,20 @@ class _Plan:
         padded_ids = _csr_to_padded(pos_off, pos_ids, width)
         # Scored by the index itself: bit-identical to the score the search gives the same pair.
         padded_scores = self.index.score(q, padded_ids) if width else np.zeros((rows, 0), np.float32)
+        neg, sc, stats = self.select(cand_scores, cand_ids, padded_scores, a)
+        return neg, sc, padded_ids, padded_scores, stats
+
+    def select(self, cand_scores: np.ndarray, cand_ids: np.ndarray, padded_scores: np.ndarray,
+               query_offset: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        """The selection step over candidate rows ``[rows, range_max]`` of the queries starting at
+        ``query_offset``, given their positives' scores ``[rows, pos_width]`` (NaN padding)."""
+        rows, width = padded_scores.shape
         neg, sc, stats = _hardneg.select_negatives(
             cand_scores, cand_ids, np.arange(rows + 1, dtype=np.int64) * width,
             np.ascontiguousarray(padded_scores, dtype=np.float32).reshape(-1), num_negatives=self.num_negatives,
             range_min=self.range_min, range_max=self.range_max, sampling=self.sampling, simans_a=self.simans_a,
-            simans_b=self.simans_b, seed=self.seed, query_offset=a, threads=self.threads, **self.filters)
-        return neg, sc, padded_ids, padded_scores, dict(stats)
+            simans_b=self.simans_b, seed=self.seed, query_offset=query_offset, threads=self.threads, **self.filters)
+        return neg, sc, dict(stats)
 
 
 def _progress_bar(progress: Progress, total: int, desc: str) -> tuple[Callable[[int], None], Callable[[], None]]:

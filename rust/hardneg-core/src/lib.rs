@@ -5,6 +5,8 @@
 //! * [`matrix`]: borrowed row-major matrices and their validation (shape, finiteness).
 //! * [`exclude`]: per-query id lists that a search must never return.
 //! * [`index`]: the [`Searcher`] trait mining runs on, and the exact [`FlatIndex`].
+//! * [`partial`]: search split over corpus shards: a shard's top-k with global ids and the
+//!   exact merge of shards' results.
 //! * [`mine`]: hard-negative selection (filters, rank window, top/random/SimANS sampling).
 //! * [`cluster`]: balanced spherical 2-means and spherical k-means; [`batchplan`]: epoch plans
 //!   of cluster-balanced mini-batches.
@@ -17,6 +19,7 @@ pub mod exclude;
 pub mod index;
 pub mod matrix;
 pub mod mine;
+pub mod partial;
 pub mod topk;
 
 pub use error::{Error, Result};
