@@ -275,14 +275,18 @@ def _shard_layout(offsets: np.ndarray, rows: np.ndarray, split: str) -> tuple[np
 def _pack(*arrays: np.ndarray) -> np.ndarray:
     """Row-wise concatenation of ``[rows, w]`` arrays of 4- or 8-byte items as int32 words."""
     rows = arrays[0].shape[0]
-    return np.concatenate([np.ascontiguousarray(a).view(np.int32).reshape(rows, -1) for a in arrays], axis=1)
+    return np.concatenate([np.ascontiguousarray(a).view(np.int32).reshape(rows, a.shape[1] * a.itemsize // 4)
+                           for a in arrays], axis=1)
 
 
 def _unpack(words: np.ndarray, layout: list[tuple[Any, int]]) -> list[np.ndarray]:
     out, j = [], 0
     for dtype, width in layout:
         w = width * np.dtype(dtype).itemsize // 4
-        out.append(np.ascontiguousarray(words[:, j : j + w]).view(dtype))
+        # Copied into a fresh array: views of one row keep strides the extension refuses.
+        part = np.empty((len(words), width), dtype)
+        part.view(np.int32)[:] = words[:, j : j + w]
+        out.append(part)
         j += w
     return out
 
@@ -443,11 +447,12 @@ relative_margin, sampling, seed, exclude, simans_a, simans_b
         nq = int(q.shape[0])
         from .mining_job import _digest_rows
 
-        id_digest = [id_lists_to_csr(x, nq, what, allow_1d=True) for x, what in
-                     ((positives, "positives"), (exclude, "exclude")) if x is not None]
+        ids = {what: None if x is None else load_matrix(x, what) for x, what in
+               ((positives, "positives"), (exclude, "exclude"))}
+        id_digest = [id_lists_to_csr(x, nq, what, allow_1d=True) for what, x in ids.items() if x is not None]
         given = {k: v for k, v in kwargs.items() if k not in ("threads", "chunk_size", "num_negatives", "metric",
                                                              "range_min", "range_max", "exclude")}
-        loaded.update(queries=q, index=index)
+        loaded.update(queries=q, index=index, **ids)
         header = dict(
             protocol=_PROTOCOL, split=("corpus", "queries").index(split), dim=dim, queries=nq,
             metric=("ip", "cosine").index(metric) if metric in ("ip", "cosine") else -1,
@@ -474,7 +479,8 @@ relative_margin, sampling, seed, exclude, simans_a, simans_b
     def check() -> None:
         """The arguments and ids as hardneg.mine checks them (ids against the whole corpus)."""
         rows = {"corpus_rows": n} if split == "corpus" else {}
-        plans.append(_Plan(loaded["queries"], loaded["index"], positives, **rows, **kwargs))
+        plans.append(_Plan(loaded["queries"], loaded["index"], loaded["positives"], **rows,
+                           **{**kwargs, "exclude": loaded["exclude"]}))
         plans[0].check_queries_finite()
 
     _agree(comm, "check its arguments", check)
@@ -502,49 +508,83 @@ class _Run:
         self.seconds[what] += time.perf_counter() - t0
         return out
 
-    def _candidates(self, a: int, b: int, cuts: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Searches this shard for queries ``a:b``, exchanges, merges this rank's slice: returns
-        its ``(candidate scores, candidate ids, positives padded, positive scores)``."""
-        plan, comm, K, P = self.plan, self.comm, self.K, self.P
-        q = as_matrix(np.asarray(plan.queries[a:b]), "queries")
+    def _search(self, q: np.ndarray, a: int, b: int, pos: np.ndarray) -> np.ndarray:
+        """This shard's candidates for queries ``a:b`` and the scores of the positives it holds,
+        packed as the rows the candidate exchange sends."""
+        plan, K, P, index = self.plan, self.K, self.P, self.plan.index
         rows = b - a
-        pos = _csr_to_padded(*_slice_csr(*plan.pos, a, b), P)
-        index = plan.index
+        if index is None:  # an empty shard only pads
+            return _pack(np.full((rows, K), np.nan, np.float32), np.full((rows, K), -1, np.int64),
+                         np.full((rows, P), np.nan, np.float32))
+        eo, ei = _slice_csr(*plan.excl, a, b)
+        s, i = _hardneg.search_partial(index._inner, q, K, row_offset=self.offset, exclude_offsets=eo,
+                                       exclude_ids=ei, total_rows=self.n, threads=plan.threads)
+        local = pos - self.offset
+        owned = (pos != -1) & (local >= 0) & (local < len(index))
+        ps = index.score(q, np.where(owned, local, -1)) if P else np.zeros((rows, 0), np.float32)
+        return _pack(s, i, ps)
 
-        def search() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            if index is None:
-                return (np.full((rows, K), np.nan, np.float32), np.full((rows, K), -1, np.int64),
-                        np.full((rows, P), np.nan, np.float32))
-            eo, ei = _slice_csr(*plan.excl, a, b)
-            s, i = _hardneg.search_partial(index._inner, q, K, row_offset=self.offset, exclude_offsets=eo,
-                                           exclude_ids=ei, total_rows=self.n, threads=plan.threads)
-            local = pos - self.offset
-            owned = (pos != -1) & (local >= 0) & (local < len(index))
-            ps = index.score(q, np.where(owned, local, -1)) if P else np.zeros((rows, 0), np.float32)
-            return s, i, ps
+    def _merge(self, received: np.ndarray, my_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Merges the candidate rows every rank sent for this rank's slice; each positive's score
+        is taken from the rank whose shard holds its row."""
+        world, K, P = self.comm.world, self.K, self.P
+        rows = my_pos.shape[0]
+        blocks = received.reshape(world, rows, received.shape[1])
+        parts = [_unpack(blocks[r], [(np.float32, K), (np.int64, K), (np.float32, P)]) for r in range(world)]
+        ms, mi = _hardneg.merge_topk([(p[0], p[1]) for p in parts], K, threads=self.plan.threads)
+        live = my_pos != -1
+        owner = self.owners[np.searchsorted(self.starts, np.where(live, my_pos, 0), side="right") - 1]
+        by_rank = np.stack([p[2] for p in parts])
+        rr, cc = np.indices(my_pos.shape)
+        pscore = np.where(live, by_rank[owner, rr, cc], np.float32(np.nan)).astype(np.float32)
+        return ms, mi, pscore
 
-        s, i, ps = self._timed("search", search)
-        send_rows = [cuts[r + 1] - cuts[r] for r in range(comm.world)]
-        mine_rows = send_rows[comm.rank]
-        recv = comm.all_to_all(_pack(s, i, ps), send_rows, mine_rows, "candidate")
-        blocks = recv.reshape(comm.world, mine_rows, -1)
-        layout = [(np.float32, K), (np.int64, K), (np.float32, P)]
-        parts = [_unpack(blocks[r], layout) for r in range(comm.world)]
-        a_me = cuts[comm.rank] - a
-        my_pos = pos[a_me : a_me + mine_rows]
+    def _step(self, a: int, b: int, cuts: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+        """Mines this rank's slice ``cuts[rank]:cuts[rank + 1]`` of the chunk ``a:b``: returns its
+        ``(negatives, scores, positive scores, counters)``. Every rank runs the same exchanges
+        whatever happens locally; a failure on any rank then raises on all of them."""
+        plan, comm, K, P, nn = self.plan, self.comm, self.K, self.P, self.nn
+        lo, hi = cuts[comm.rank], cuts[comm.rank + 1]
+        failure: list[Exception] = []
+        out = (np.full((0, nn), -1, np.int64), np.zeros((0, nn), np.float32), np.zeros((0, P), np.float32),
+               _zero_stats())
 
-        def merge() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            ms, mi = _hardneg.merge_topk([(p[0], p[1]) for p in parts], K, threads=plan.threads)
-            # Each positive's score comes from the rank whose shard holds its row.
-            live = my_pos != -1
-            owner = self.owners[np.searchsorted(self.starts, np.where(live, my_pos, 0), side="right") - 1]
-            by_rank = np.stack([p[2] for p in parts]) if P else np.zeros((comm.world, mine_rows, 0), np.float32)
-            rr, cc = np.indices(my_pos.shape)
-            pscore = np.where(live, by_rank[owner, rr, cc], np.float32(np.nan)).astype(np.float32)
-            return ms, mi, pscore
+        def attempt(what: str, fn: Callable[[], Any]) -> Any:
+            if failure:
+                return None
+            try:
+                return self._timed(what, fn)
+            except Exception as e:  # noqa: BLE001 - reported to every rank below
+                failure.append(e)
+                return None
 
-        ms, mi, pscore = self._timed("merge", merge)
-        return ms, mi, my_pos, pscore
+        if self.split == "corpus":
+            pos = _csr_to_padded(*_slice_csr(*plan.pos, a, b), P)
+            q = attempt("search", lambda: as_matrix(np.asarray(plan.queries[a:b]), "queries"))
+            sent = attempt("search", lambda: self._search(q, a, b, pos))
+            send_rows = [cuts[r + 1] - cuts[r] for r in range(comm.world)]
+            if sent is None:  # keep the exchange in step with padding; the status below stops every rank
+                sent = _pack(np.full((b - a, K), np.nan, np.float32), np.full((b - a, K), -1, np.int64),
+                             np.full((b - a, P), np.nan, np.float32))
+            received = comm.all_to_all(sent, send_rows, hi - lo, "candidate")
+            if hi > lo:
+                merged = attempt("merge", lambda: self._merge(received, pos[lo - a : hi - a]))
+                if merged is not None:
+                    ms, mi, pscore = merged
+                    picked = attempt("select", lambda: plan.select(ms, mi, pscore, lo))
+                    if picked is not None:
+                        out = (picked[0], picked[1], pscore, picked[2])
+        elif hi > lo:
+            ran = attempt("search", lambda: plan.run(lo, hi))
+            if ran is not None:
+                out = (ran[0], ran[1], ran[3], ran[4])
+
+        def report() -> None:
+            if failure:
+                raise failure[0]
+
+        _agree(comm, f"mine its part of queries {a}..{b}", report)
+        return out
 
     def run(self, progress: Progress) -> Mined | None:
         plan, comm, nn, P = self.plan, self.comm, self.nn, self.P
@@ -560,23 +600,13 @@ class _Run:
         try:
             for a, b in plan.chunks(0, rows):
                 cuts = _slices(a, b, comm.world)
-                lo, hi = cuts[comm.rank], cuts[comm.rank + 1]
-                if self.split == "corpus":
-                    ms, mi, my_pos, pscore = self._candidates(a, b, cuts)
-                    if hi > lo:
-                        neg, sc, st = self._timed("select", lambda: plan.select(ms, mi, pscore, lo))
-                else:
-                    if hi > lo:
-                        neg, sc, _, pscore, st = self._timed("search", lambda: plan.run(lo, hi))
-                if hi == lo:
-                    neg, sc = np.full((0, nn), -1, np.int64), np.zeros((0, nn), np.float32)
-                    pscore, st = np.zeros((0, P), np.float32), _zero_stats()
+                neg, sc, pscore, st = self._step(a, b, cuts)
                 for k in STAT_NAMES:
                     stats[k] += int(st[k])
                 # Fixed-size blocks: every rank pads its slice to the widest slice of the chunk.
                 width = max(cuts[r + 1] - cuts[r] for r in range(comm.world))
                 block = np.zeros((width, (8 * nn + 4 * nn + 4 * P) // 4), np.int32)
-                block[: hi - lo] = _pack(neg, sc, pscore)
+                block[: len(neg)] = _pack(neg, sc, pscore)
                 got = (comm.all_gather(block, "result") if self.dst is None
                        else comm.gather(block, self.dst, "result"))
                 if got is not None:

@@ -129,6 +129,13 @@ def _empty_shard(q: np.ndarray, dim: int, k: int, row_offset: int, total: int | 
     return _padding(q.shape[0], k)
 
 
+def _c_array(x: np.ndarray, dtype: Any) -> np.ndarray:
+    """A C-contiguous copy when needed, with plain strides (numpy calls a view of one row
+    contiguous whatever its row stride, the extension does not)."""
+    a = np.ascontiguousarray(x, dtype=dtype)
+    return a if a.strides == (a.shape[1] * a.itemsize, a.itemsize) else a.copy()
+
+
 def merge_topk(parts: Sequence[tuple[Any, Any]], k: int, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k over the union of partial results (one per corpus shard).
 
@@ -183,5 +190,5 @@ def merge_topk(parts: Sequence[tuple[Any, Any]], k: int, *, threads: int | None 
             raise DTypeError(f"part {p}: ids must hold integer ids, got dtype {i.dtype}")
         if s.ndim != 2 or i.shape != s.shape:
             raise ShapeError(f"part {p}: scores and ids must be 2-D arrays of one shape, got {s.shape} and {i.shape}")
-        arrays.append((np.ascontiguousarray(s, dtype=np.float32), np.ascontiguousarray(i, dtype=np.int64)))
+        arrays.append((_c_array(s, np.float32), _c_array(i, np.int64)))
     return _hardneg.merge_topk(arrays, k, threads=as_threads(threads))
