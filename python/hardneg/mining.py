@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterator, Union
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_matrix, as_threads, id_lists_to_csr
-from .errors import DTypeError, IdOutOfRangeError, InputFileError, NonFiniteError, ParameterError, ShapeError
+from ._arrays import as_count, as_matrix, as_threads, check_real_dtype, from_torch, id_lists_to_csr
+from .errors import IdOutOfRangeError, InputFileError, NonFiniteError, ParameterError, ShapeError
 from .index import FlatIndex
 from .selection import SIMANS_A, SIMANS_B, STAT_NAMES, Sampling, add_stats, _opt_float, _seed, check_sampling
 
@@ -53,9 +53,11 @@ def default_range_max(range_min: int, num_negatives: int, max_positives: int, fi
 
 
 def load_matrix(x: Any, what: str) -> Any:
-    """Opens a ``.npy`` path read-only memory-mapped; arrays and :class:`FlatIndex` pass through.
+    """Opens a ``.npy`` path read-only memory-mapped; a CPU torch tensor becomes a numpy array;
+    arrays and :class:`FlatIndex` pass through.
 
-    Raises :class:`InputFileError` for a missing, unreadable or malformed file.
+    Raises :class:`InputFileError` for a missing, unreadable or malformed file, and
+    :class:`DeviceError` for a tensor not in host memory.
     """
     if isinstance(x, (str, os.PathLike)):
         path = os.fspath(x)
@@ -69,7 +71,7 @@ def load_matrix(x: Any, what: str) -> Any:
         if not isinstance(arr, np.ndarray):
             raise InputFileError(f"{what} file {path!r} is not a .npy array (an .npz archive?); save one array with numpy.save")
         return arr
-    return x
+    return from_torch(x, what)
 
 
 def _check_dim(arr: Any, what: str) -> None:
@@ -77,8 +79,7 @@ def _check_dim(arr: Any, what: str) -> None:
     dtype = getattr(arr, "dtype", None)
     if shape is None or dtype is None:
         return
-    if np.dtype(dtype).kind not in "fiub":
-        raise DTypeError(f"{what} has dtype {dtype}; pass real numbers (float32 preferred)")
+    check_real_dtype(arr, what)
     if len(shape) != 2:
         raise ShapeError(f"{what} must be 2-D [rows, dim], got shape {tuple(shape)}")
     if shape[0] == 0 or shape[1] == 0:

@@ -14,7 +14,7 @@ from typing import Any, Literal, Mapping, NamedTuple
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_threads, rows_to_csr
+from ._arrays import as_count, as_threads, from_torch, rows_to_csr
 from .errors import DTypeError, ParameterError, ShapeError
 
 __all__ = ["select_negatives", "Selection", "Sampling", "SIMANS_A", "SIMANS_B", "STAT_NAMES"]
@@ -194,8 +194,8 @@ def select_negatives(
     >>> hardneg.select_negatives(scores, ids, num_negatives=2, range_min=1, sampling="random", seed=3).negatives.shape
     (1, 2)
     """
-    s = np.asarray(candidate_scores)
-    i = np.asarray(candidate_ids)
+    s = np.asarray(from_torch(candidate_scores, "candidate_scores"))
+    i = np.asarray(from_torch(candidate_ids, "candidate_ids"))
     if s.dtype.kind not in "fiu":
         raise DTypeError(f"candidate_scores must hold real numbers, got dtype {s.dtype}")
     if i.dtype.kind not in "iu":
