@@ -11,6 +11,20 @@ import numpy as np
 from .errors import DeviceError, DTypeError, ParameterError, ShapeError
 
 
+#: The similarity names used across hardneg (mining's ``metric``, the losses' ``similarity``), as
+#: sentence-transformers' ``similarity_fn_name`` spells them; ``"ip"`` (FAISS's name for the inner
+#: product) is accepted for ``"dot"``.
+SIMILARITY_ALIASES = {"cosine": "cosine", "dot": "dot", "ip": "dot"}
+
+
+def similarity_name(value: Any, param: str) -> str:
+    """``"cosine"`` or ``"dot"`` for any accepted spelling, else :class:`ParameterError`."""
+    name = SIMILARITY_ALIASES.get(value) if isinstance(value, str) else None
+    if name is None:
+        raise ParameterError(f"{param} must be 'cosine' or 'dot' (the inner product; 'ip' is accepted too), got {value!r}")
+    return name
+
+
 def from_torch(x: Any, what: str) -> Any:
     """A torch tensor as a numpy array (a view for CPU tensors numpy can hold; bfloat16 becomes
     float32); anything else is returned unchanged. Tensors not in host memory (CUDA, MPS, meta)

@@ -184,6 +184,7 @@ def mine_to_disk(
     sampling: Sampling = "top",
     seed: int = 0,
     exclude: Any = None,
+    exclude_self: bool = False,
     threads: int | None = None,
     progress: Progress = None,
     simans_a: float = SIMANS_A,
@@ -243,7 +244,7 @@ def mine_to_disk(
     plan = _Plan(queries, corpus, positives, num_negatives=num_negatives, metric=metric, range_min=range_min,
                  range_max=range_max, min_score=min_score, max_score=max_score, absolute_margin=absolute_margin,
                  relative_margin=relative_margin, sampling=sampling, seed=seed, exclude=exclude, threads=threads,
-                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size)
+                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size, exclude_self=exclude_self)
     out = os.fspath(out_dir)
     if os.path.exists(out) and not os.path.isdir(out):
         raise OutputDirError(f"{out!r} exists and is not a directory; choose a directory path")

@@ -57,6 +57,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..index import FlatIndex
 from ..mining import _csr_to_padded, default_range_max
+from ..text_datasets import build_dataset
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -217,7 +218,7 @@ verbose, cache_folder, as_triplets, margin
     (['q', 'doc', 'negative'], {'q': 'aab', 'doc': 'aabb', 'negative': 'abab'})
     """
     try:
-        from datasets import Dataset
+        import datasets  # noqa: F401 - fail here, before any work, when it is missing
     except ImportError as e:  # pragma: no cover - datasets is a dependency of the extra
         raise ImportError("mine_hard_negatives needs `datasets`: pip install 'hardneg[sentence-transformers]'") from e
     from .. import select_negatives
@@ -441,8 +442,8 @@ verbose, cache_folder, as_triplets, margin
 
     if verbose:
         print("Negative candidates mined, preparing dataset...")
-    ds = _build_dataset(
-        Dataset, output_format, output_scores, anchor_column_name, positive_column_name,
+    ds = build_dataset(
+        output_format, output_scores, anchor_column_name, positive_column_name,
         queries, corpus_texts, pair_q, pair_p, pos_scores, neg_ids, neg_scores, num_negatives,
     )
 
@@ -466,60 +467,6 @@ def _unpack_selection(sel: Any) -> tuple[np.ndarray, np.ndarray, dict[str, int]]
     skipped = {rule: int(raw.get(f"skipped_{rule}", 0))
                for rule in ("absolute_margin", "relative_margin", "max_score", "min_score")}
     return np.asarray(neg_ids, dtype=np.int64), np.asarray(neg_scores, dtype=np.float32), skipped
-
-
-def _take(texts: Sequence[str], idx: np.ndarray) -> list[str]:
-    return [texts[i] for i in idx.tolist()]
-
-
-def _build_dataset(Dataset: Any, fmt: str, output_scores: bool, acol: str, pcol: str, queries: list[str],
-                   corpus: list[str], pair_q: np.ndarray, pair_p: np.ndarray, pos_scores: np.ndarray,
-                   neg_ids: np.ndarray, neg_scores: np.ndarray, n: int) -> Any:
-    """The rows of sentence-transformers' output for each format, in its order."""
-    rep_ids = neg_ids[pair_q]  # [pairs, n]: each (query, positive) row with its query's negatives
-    rep_scores = neg_scores[pair_q]
-    valid = rep_ids >= 0
-    data: dict[str, list[Any]]
-    if fmt == "triplet":
-        r, j = np.nonzero(valid)
-        data = {acol: _take(queries, pair_q[r]), pcol: _take(corpus, pair_p[r]), "negative": _take(corpus, rep_ids[r, j])}
-        if output_scores:
-            data["scores"] = np.stack([pos_scores[r], rep_scores[r, j]], axis=1).astype(np.float64).tolist()
-    elif fmt == "n-tuple":
-        keep = valid.all(axis=1)
-        data = {acol: _take(queries, pair_q[keep]), pcol: _take(corpus, pair_p[keep])}
-        for i in range(n):
-            data[f"negative_{i + 1}"] = _take(corpus, rep_ids[keep, i])
-        if output_scores:
-            data["scores"] = np.concatenate([pos_scores[keep, None], rep_scores[keep]], axis=1).astype(np.float64).tolist()
-    elif fmt == "labeled-list":
-        keep = valid.any(axis=1)
-        rows = np.nonzero(keep)[0]
-        data = {acol: _take(queries, pair_q[rows]), pcol: []}
-        vals: list[list[Any]] = []
-        for r in rows.tolist():
-            m = valid[r]
-            data[pcol].append([corpus[pair_p[r]]] + _take(corpus, rep_ids[r][m]))
-            if output_scores:
-                vals.append([float(pos_scores[r])] + rep_scores[r][m].astype(np.float64).tolist())
-            else:
-                vals.append([1] + [0] * int(m.sum()))
-        data["scores" if output_scores else "labels"] = vals
-    else:  # labeled-pair: per query its positives (label 1), then its negatives (label 0)
-        qn, jn = np.nonzero(neg_ids >= 0)
-        q_all = np.concatenate([pair_q, qn])
-        kind = np.concatenate([np.zeros(len(pair_q), np.int64), np.ones(len(qn), np.int64)])
-        pos_in_q = np.arange(len(pair_q))
-        within = np.concatenate([pos_in_q, jn])
-        order = np.lexsort((within, kind, q_all))
-        docs = np.concatenate([pair_p, neg_ids[qn, jn]])[order]
-        vals_f = np.concatenate([pos_scores, neg_scores[qn, jn]]).astype(np.float64)[order]
-        data = {acol: _take(queries, q_all[order]), pcol: _take(corpus, docs)}
-        if output_scores:
-            data["score"] = vals_f.tolist()
-        else:
-            data["label"] = (1 - kind[order]).tolist()
-    return Dataset.from_dict(data)
 
 
 def _print_stats(stats: dict[str, Any], pos_scores: np.ndarray, pair_q: np.ndarray, neg_ids: np.ndarray,
