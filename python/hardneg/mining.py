@@ -324,7 +324,7 @@ class _Plan:
         self.range_min = as_count(range_min, "range_min", minimum=0)
         self.sampling, self.simans_a, self.simans_b = check_sampling(sampling, simans_a, simans_b)
         self.seed = _seed(seed)
-        self.filters = check_filters(min_score, max_score, absolute_margin, relative_margin, stacklevel=4)
+        self.filters = check_filters(min_score, max_score, absolute_margin, relative_margin)
         if (self.filters["min_score"] is not None and self.filters["max_score"] is not None
                 and self.filters["min_score"] > self.filters["max_score"]):
             raise ParameterError(f"min_score={min_score} is above max_score={max_score}, so no candidate could pass; "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import operator
 import sys
-import warnings
 from typing import Any, Callable, Hashable, Iterator, Mapping
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from . import _hardneg
 from ._arrays import as_count, as_matrix, as_threads, from_torch
 from .cluster import n_clusters_for
+from ._warnings import warn
 from .errors import DTypeError, ParameterError, ShapeError
 
 __all__ = ["ClusterBatchSampler"]
@@ -348,7 +348,7 @@ class ClusterBatchSampler:
             self._plan_cache = (key, rows, offsets, dropped)
             if dropped >= DROP_WARNING_SHARE * len(labels) and not self._drop_warned:
                 self._drop_warned = True
-                warnings.warn(self._drop_message(epoch, dropped), UserWarning, stacklevel=3)
+                warn(self._drop_message(epoch, dropped))
         return self._plan_cache[1], self._plan_cache[2], self._plan_cache[3]
 
     def _drop_message(self, epoch: int, dropped: int) -> str:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from typing import Any, Literal, Mapping, NamedTuple
 
 import numpy as np
 
 from . import _hardneg
 from ._arrays import as_count, as_threads, from_torch, rows_to_csr
+from ._warnings import warn
 from .errors import DTypeError, ParameterError, ShapeError
 
 __all__ = ["select_negatives", "Selection", "Sampling", "SIMANS_A", "SIMANS_B", "STAT_NAMES", "check_filters"]
@@ -59,20 +59,18 @@ def _opt_float(x: Any, name: str) -> float | None:
     return v
 
 
-def check_filters(min_score: Any, max_score: Any, absolute_margin: Any, relative_margin: Any, *,
-                  stacklevel: int = 3) -> dict[str, float | None]:
+def check_filters(min_score: Any, max_score: Any, absolute_margin: Any, relative_margin: Any) -> dict[str, float | None]:
     """The four filter values as floats (or None), checked; warns when ``relative_margin`` looks like
-    a percentage (``stacklevel``: of the warning, counted from this function)."""
+    a percentage."""
     f = {"absolute_margin": _opt_float(absolute_margin, "absolute_margin"),
          "relative_margin": _opt_float(relative_margin, "relative_margin"),
          "max_score": _opt_float(max_score, "max_score"), "min_score": _opt_float(min_score, "min_score")}
     m = f["relative_margin"]
     if m is not None and m > 1.0:
-        warnings.warn(
+        warn(
             f"relative_margin={m:g} keeps only candidates scoring below p - {m:g} * |p| (p: the query's lowest "
             f"positive score), which removes every candidate of a query whose positive scores above 0. It is a "
-            f"fraction of the positive's score: did you mean relative_margin={m / 100:g} ({m:g} %)?",
-            UserWarning, stacklevel=stacklevel,
+            f"fraction of the positive's score: did you mean relative_margin={m / 100:g} ({m:g} %)?"
         )
     return f
 
