@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Sequence
 
-__all__ = ["build_parser", "main", "HelpFormatter"]
+__all__ = ["build_parser", "main", "HelpFormatter", "add_selection_options"]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -23,6 +23,22 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
+
+
+def add_selection_options(p: argparse.ArgumentParser, *, num_negatives: int) -> None:
+    """The options of the negative selection, shared by ``hardneg mine`` and ``hardneg mine-texts``."""
+    p.add_argument("--num-negatives", type=int, default=num_negatives, help="negatives per query")
+    p.add_argument("--range-min", type=int, default=0, help="skip this many of the best surviving candidates")
+    p.add_argument("--range-max", type=int, default=None,
+                   help="candidate pool per query (default: as sentence-transformers derives it)")
+    p.add_argument("--min-score", type=float, default=None, help="drop candidates scoring below this")
+    p.add_argument("--max-score", type=float, default=None, help="drop candidates scoring above this")
+    p.add_argument("--absolute-margin", type=float, default=None, help="a negative scores at least this much below the positive")
+    p.add_argument("--relative-margin", type=float, default=None,
+                   help="0.05 = a negative scores at most 95%% of the positive (NV-Retriever's TopK-PercPos)")
+    p.add_argument("--sampling", choices=["top", "random", "simans"], default="top", help="how negatives are picked from the window")
+    p.add_argument("--seed", type=int, default=0, help="seed of random and simans sampling")
+    p.add_argument("--threads", type=int, default=None, help="worker threads (default: every core)")
 
 
 def build_parser() -> argparse.ArgumentParser:

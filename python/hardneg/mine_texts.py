@@ -79,7 +79,7 @@ def _column(rows: list[dict[str, Any]], name: str | None, position: int, path: s
 
 def add_mine_texts_parser(sub: Any) -> None:
     """Adds the ``mine-texts`` subcommand to the ``hardneg`` parser."""
-    from .cli import HelpFormatter
+    from .cli import HelpFormatter, add_selection_options
 
     p = sub.add_parser(
         "mine-texts",
@@ -98,21 +98,12 @@ def add_mine_texts_parser(sub: Any) -> None:
     p.add_argument("--corpus-column", default=None, help="column of --corpus documents (default: the first column)")
     p.add_argument("--format", choices=_FORMATS, default="triplet", help="output layout (sentence-transformers')")
     p.add_argument("--output-scores", action="store_true", help="add the similarity scores")
-    p.add_argument("--num-negatives", type=int, default=3, help="negatives per anchor")
-    p.add_argument("--range-min", type=int, default=0, help="skip this many of the most similar candidates")
-    p.add_argument("--range-max", type=int, default=None, help="candidate pool per anchor (default: as sentence-transformers derives it)")
-    p.add_argument("--relative-margin", type=float, default=None, help="0.05 = a negative scores at most 95%% of the positive (NV-Retriever)")
-    p.add_argument("--absolute-margin", type=float, default=None, help="a negative scores at least this much below the positive")
-    p.add_argument("--max-score", type=float, default=None, help="drop candidates scoring above this")
-    p.add_argument("--min-score", type=float, default=None, help="drop candidates scoring below this")
-    p.add_argument("--sampling", choices=["top", "random", "simans"], default="top", help="how negatives are picked from the window")
-    p.add_argument("--seed", type=int, default=0, help="seed of random and simans sampling")
+    add_selection_options(p, num_negatives=3)  # sentence-transformers' default
     p.add_argument("--batch-size", type=int, default=32, help="texts per encode batch")
     p.add_argument("--device", default=None, help="device of the model, e.g. cpu or cuda (default: the model's choice)")
     p.add_argument("--query-prompt", default=None, help="prompt prepended to the anchors when embedding")
     p.add_argument("--corpus-prompt", default=None, help="prompt prepended to the documents when embedding")
     p.add_argument("--cache-folder", default=None, help="directory caching the embeddings between runs")
-    p.add_argument("--threads", type=int, default=None, help="search threads (default: every core)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars or statistics")
     p.set_defaults(run=run_mine_texts_command)

@@ -370,7 +370,7 @@ def load_mined(out_dir: str | os.PathLike[str]) -> Mined:
 
 def add_mine_parser(sub: Any) -> None:
     """Adds the ``mine`` subcommand to the ``hardneg`` parser."""
-    from .cli import HelpFormatter
+    from .cli import HelpFormatter, add_selection_options
 
     p = sub.add_parser(
         "mine",
@@ -386,19 +386,10 @@ def add_mine_parser(sub: Any) -> None:
     p.add_argument("--exclude", help="more excluded ids, .npy int [Q, m] padded with -1")
     p.add_argument("--exclude-self", action="store_true", help="query i never gets corpus row i (queries = corpus)")
     p.add_argument("--out", required=True, help="output directory (created; resumed if it holds this job)")
-    p.add_argument("--num-negatives", type=int, default=8, help="negatives per query")
     p.add_argument("--metric", choices=["cosine", "dot", "ip"], default="cosine", help="similarity ('ip' = 'dot')")
-    p.add_argument("--range-min", type=int, default=0, help="skip this many of the best surviving candidates")
-    p.add_argument("--range-max", type=int, default=None, help="candidate pool per query (default: as sentence-transformers derives it)")
-    p.add_argument("--min-score", type=float, default=None, help="drop candidates scoring below this")
-    p.add_argument("--max-score", type=float, default=None, help="drop candidates scoring above this")
-    p.add_argument("--absolute-margin", type=float, default=None, help="a negative scores at least this much below the positive")
-    p.add_argument("--relative-margin", type=float, default=None, help="0.05 = NV-Retriever TopK-PercPos 95%%")
-    p.add_argument("--sampling", choices=["top", "random", "simans"], default="top", help="how negatives are picked from the window")
-    p.add_argument("--seed", type=int, default=0, help="seed of random and simans sampling")
+    add_selection_options(p, num_negatives=8)
     p.add_argument("--simans-a", type=float, default=SIMANS_A, help="SimANS weight exp(-a (s - p - b)^2): a")
     p.add_argument("--simans-b", type=float, default=SIMANS_B, help="SimANS weight: b")
-    p.add_argument("--threads", type=int, default=None, help="worker threads (default: every core)")
     p.add_argument("--chunk-size", type=int, default=None, help="queries per search call (default 8192)")
     p.add_argument("--shard-size", type=int, default=None, help=f"queries per Parquet shard (default {DEFAULT_SHARD_SIZE})")
     bar = p.add_mutually_exclusive_group()
