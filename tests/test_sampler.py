@@ -90,6 +90,7 @@ def test_random_fraction_mixes_rows() -> None:
     assert distinct(mixed) > 20  # 32 random rows: mostly from different clusters
 
 
+@pytest.mark.filterwarnings("ignore:ClusterBatchSampler leaves")  # few keys on purpose
 @settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(2, 300),
