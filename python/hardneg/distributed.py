@@ -29,7 +29,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_matrix, id_lists_to_csr
+from ._arrays import as_matrix, id_lists_to_csr, similarity_name
 from .errors import (
     DeviceError,
     DistributedError,
@@ -234,7 +234,7 @@ def _check_header(table: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray
             if name.endswith(("digest", "params")):
                 detail = f"rank 0 and rank {r} differ"
             else:
-                shown = {"metric": ("ip", "cosine"), "split": ("corpus", "queries")}.get(name)
+                shown = {"metric": ("dot", "cosine"), "split": ("corpus", "queries")}.get(name)
                 value = (lambda v: shown[v] if shown else ("None" if v == -1 and name in ("range_max", "dst") else v))
                 detail = f"rank 0 has {value(int(col[0]))}, rank {r} has {value(int(col[r]))}"
             raise cls(f"the ranks disagree about {what}: {detail}; start every rank with the same value")
@@ -314,6 +314,7 @@ def mine(
     sampling: Sampling = "top",
     seed: int = 0,
     exclude: Any = None,
+    exclude_self: bool = False,
     threads: int | None = None,
     progress: Progress = None,
     simans_a: float = SIMANS_A,
@@ -339,7 +340,7 @@ def mine(
         (``n`` may differ between ranks, may be smaller than ``range_max``, and may be 0; a
         float32 memmap such as ``np.load(path, mmap_mode="r")[a:b]`` is not copied).
         ``split="queries"``: the whole corpus, the same on every rank.
-    positives : int array (Q,) or (Q, P) padded with -1, list of int sequences, or .npy path
+    positives : int array (Q,) or (Q, P) padded with -1, list of int sequences, .npy path, or None
         Every query's positives in global corpus ids, on every rank (they may live on any shard).
     row_offset : int, optional
         Global id of this shard's first row. Give it on every rank, or on none: then the shards
@@ -350,8 +351,9 @@ def mine(
         candidates are merged) or the queries (each rank searches the whole corpus for its
         slice of the queries; no candidates travel).
     num_negatives, metric, range_min, range_max, min_score, max_score, absolute_margin, \
-relative_margin, sampling, seed, exclude, simans_a, simans_b
-        As :func:`hardneg.mine`; ``exclude`` in global ids.
+relative_margin, sampling, seed, exclude, exclude_self, simans_a, simans_b
+        As :func:`hardneg.mine`; ``exclude`` in global ids; ``exclude_self`` excludes global row
+        ``i`` from query ``i``.
     threads : int, optional
         Worker threads of this rank (default: every core).
     progress : None, bool or callable, optional
@@ -409,7 +411,7 @@ relative_margin, sampling, seed, exclude, simans_a, simans_b
     kwargs = dict(num_negatives=num_negatives, metric=metric, range_min=range_min, range_max=range_max,
                   min_score=min_score, max_score=max_score, absolute_margin=absolute_margin,
                   relative_margin=relative_margin, sampling=sampling, seed=seed, exclude=exclude, threads=threads,
-                  simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size)
+                  simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size, exclude_self=exclude_self)
     loaded: dict[str, Any] = {}
 
     def load() -> list[int]:
@@ -418,6 +420,7 @@ relative_margin, sampling, seed, exclude, simans_a, simans_b
         comm.timeout = _as_timeout(timeout)
         if split not in ("corpus", "queries"):
             raise ParameterError(f"split must be 'corpus' or 'queries', got {split!r}")
+        name = similarity_name(metric, "metric")
         if dst is not None and (isinstance(dst, bool) or not isinstance(dst, int) or not 0 <= dst < comm.world):
             raise ParameterError(f"dst must be a rank in 0..{comm.world - 1} or None, got {dst!r}")
         if row_offset is not None and (isinstance(row_offset, bool) or not isinstance(row_offset, int)
@@ -430,7 +433,7 @@ relative_margin, sampling, seed, exclude, simans_a, simans_b
         shard = load_matrix(corpus_shard, "corpus_shard")
         if isinstance(shard, FlatIndex):
             index, rows, dim = shard, len(shard), shard.dim
-            if shard.metric != metric:
+            if shard.metric != name:
                 raise ParameterError(f"the shard's index was built with metric={shard.metric!r} but metric={metric!r} "
                                      f"was asked; pass metric={shard.metric!r} or build the index with metric={metric!r}")
         else:
@@ -439,7 +442,7 @@ relative_margin, sampling, seed, exclude, simans_a, simans_b
                 index, rows, dim = None, 0, int(shape[1])  # an empty shard: it only pads
             else:
                 _check_dim(shard, "corpus_shard")
-                index = FlatIndex(shard, metric=metric, threads=threads)
+                index = FlatIndex(shard, metric=name, threads=threads)
                 rows, dim = len(index), index.dim
         if int(q.shape[1]) != dim:
             raise ShapeError(f"queries have dimension {q.shape[1]} but the corpus shard has dimension {dim}; "
@@ -455,7 +458,7 @@ relative_margin, sampling, seed, exclude, simans_a, simans_b
         loaded.update(queries=q, index=index, **ids)
         header = dict(
             protocol=_PROTOCOL, split=("corpus", "queries").index(split), dim=dim, queries=nq,
-            metric=("ip", "cosine").index(metric) if metric in ("ip", "cosine") else -1,
+            metric=("dot", "cosine").index(name),
             num_negatives=num_negatives if isinstance(num_negatives, int) else -2,
             range_min=range_min if isinstance(range_min, int) else -2,
             range_max=-1 if range_max is None else (range_max if isinstance(range_max, int) else -2),

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_matrix, as_threads, id_lists_to_csr
+from ._arrays import as_count, as_matrix, as_threads, id_lists_to_csr, similarity_name
 from .errors import DTypeError, ParameterError, ShapeError
 from .index import FlatIndex, Metric
 
@@ -35,7 +35,7 @@ def search_partial(
     row_offset: int = 0,
     exclude: Any = None,
     total_rows: int | None = None,
-    metric: Metric = "ip",
+    metric: Metric = "dot",
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k of each query over one shard of a corpus, with global ids.
@@ -56,7 +56,7 @@ def search_partial(
         inside the search.
     total_rows : int, optional
         Rows of the whole corpus: when given, the shard and the excluded ids must lie below it.
-    metric : {"ip", "cosine"}, default "ip"
+    metric : {"dot", "cosine"}, default "dot"
         Ignored when ``corpus_shard`` is a :class:`FlatIndex` (its own metric is used).
     threads : int, optional
         Worker threads (default: every core); the result does not depend on it.
@@ -92,8 +92,7 @@ def search_partial(
     row_offset = as_count(row_offset, "row_offset", minimum=0)
     total = None if total_rows is None else as_count(total_rows, "total_rows", minimum=0)
     nthreads = as_threads(threads)
-    if metric not in ("ip", "cosine"):
-        raise ParameterError(f"metric must be 'ip' or 'cosine', got {metric!r}")
+    metric = similarity_name(metric, "metric")
     from .mining import load_matrix
 
     shard = load_matrix(corpus_shard, "corpus_shard")
