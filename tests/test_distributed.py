@@ -49,7 +49,8 @@ def _data(seed: int = 0):
 CONFIGS = [
     ("top_ip", {"metric": "ip", "sampling": "top", "chunk_size": 16}),
     ("random_absolute_margin", {"metric": "ip", "sampling": "random", "seed": 5, "absolute_margin": 0.5,
-                                "range_min": 1, "num_negatives": 4, "range_max": K, "chunk_size": 16}),
+                                "range_min": 1, "num_negatives": 4, "range_max": K, "chunk_size": 16,
+                                "exclude_self": True}),
     ("simans_relative_margin", {"metric": "cosine", "sampling": "simans", "seed": 9, "relative_margin": 0.05,
                                 "num_negatives": 3, "range_max": 40}),
     ("top_cosine_max_score_tiny_chunks", {"metric": "cosine", "max_score": 0.9, "num_negatives": 2,
