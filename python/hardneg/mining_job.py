@@ -13,15 +13,18 @@ fingerprint of the arguments and inputs: other arguments on an existing director
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
+import operator
 import os
+import re
 import sys
 from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import HardnegError, OutputDirError
+from .errors import HardnegError, OutputDirError, ParameterError
 from .mining import (
     Mined,
     Progress,
@@ -114,10 +117,14 @@ def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[st
 
 
 class _Lock:
-    """An exclusive advisory lock on ``DIR/.lock`` (released by the OS even on SIGKILL)."""
+    """An advisory lock on ``DIR/.lock`` (released by the OS even on SIGKILL): exclusive for a
+    whole job, shared by the parts of a job (``part=``), which also lock their own ``DIR/name``."""
 
-    def __init__(self, out_dir: str) -> None:
-        self.path = os.path.join(out_dir, ".lock")
+    def __init__(self, out_dir: str, name: str = ".lock", shared: bool = False, busy: str | None = None) -> None:
+        self.path = os.path.join(out_dir, name)
+        self.shared = shared
+        self.busy = busy or (f"another hardneg mine job is writing to {out_dir!r}; wait for it or choose another "
+                             "output directory")
         self.fd: int | None = None
 
     def __enter__(self) -> _Lock:
@@ -125,19 +132,96 @@ class _Lock:
         try:
             import fcntl
 
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self.fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except ImportError:  # pragma: no cover - not POSIX
             pass
         except OSError:
             os.close(self.fd)
             self.fd = None
-            raise OutputDirError(f"another hardneg mine job is writing to {os.path.dirname(self.path)!r}; "
-                                 "wait for it or choose another output directory") from None
+            raise OutputDirError(self.busy) from None
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.fd is not None:
             os.close(self.fd)
+
+
+_PART_MANIFEST = re.compile(r"\.manifest\.part-(\d{5})-of-(\d{5})\.json")
+
+
+def _is_bookkeeping(name: str) -> bool:
+    """Locks, part manifests and temporary files: what a directory of a job may hold besides the
+    manifest and the shards."""
+    return name == ".lock" or name.startswith(".lock.part-") or bool(_PART_MANIFEST.fullmatch(name)) or name.endswith(".tmp")
+
+
+def parse_part(part: Any) -> tuple[int, int] | None:
+    """``"I/N"`` or ``(I, N)`` with ``0 <= I < N`` as ``(I, N)``; None stays None."""
+    if part is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", part) if isinstance(part, str) else None
+    if isinstance(part, str) and m is None:
+        raise ParameterError(f"part must be 'I/N' (part I of N, counted from 0), e.g. '0/4', got {part!r}")
+    try:
+        i, n = (int(m[1]), int(m[2])) if m else (operator.index(part[0]), operator.index(part[1]))
+        if not isinstance(part, str) and len(part) != 2:
+            raise TypeError
+    except (TypeError, IndexError):
+        raise ParameterError(f"part must be 'I/N' or a pair (I, N), got {part!r}") from None
+    if not 0 <= i < n:
+        raise ParameterError(f"part {i}/{n} does not exist: parts are numbered 0 to N-1 (here 0/{n} .. {max(n - 1, 0)}/{n})")
+    return i, n
+
+
+def _part_shards(part: tuple[int, int], nshards: int) -> range:
+    """The shards of part ``(i, n)``: a contiguous share of the ``nshards`` of the whole job."""
+    i, n = part
+    return range(i * nshards // n, (i + 1) * nshards // n)
+
+
+def _part_manifest_name(part: tuple[int, int]) -> str:
+    return f".manifest.part-{part[0]:05d}-of-{part[1]:05d}.json"
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _records(out_dir: str, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every written shard of the job: the manifest's records and those of its parts' manifests,
+    by shard number (only shards whose file exists)."""
+    found = dict(manifest["shards"])
+    for name in sorted(os.listdir(out_dir)):
+        if _PART_MANIFEST.fullmatch(name):
+            part = _read_json(os.path.join(out_dir, name))
+            if part and part.get("fingerprint") == manifest["fingerprint"]:
+                for k, v in part["shards"].items():
+                    found.setdefault(k, v)
+    return {k: v for k, v in found.items() if os.path.exists(os.path.join(out_dir, v["file"]))}
+
+
+def _num_shards(job: dict[str, Any]) -> int:
+    return max(1, -(-int(job["num_queries"]) // int(job["shard_size"])))
+
+
+def _create_manifest(path: str, manifest: dict[str, Any]) -> None:
+    """Writes a new manifest unless one exists (parts may start at the same moment: the first
+    link wins, and the others read it)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(json.dumps(manifest, indent=1, sort_keys=True).encode())
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.remove(tmp)
 
 
 def _open_dir(out_dir: str, job: dict[str, Any], fingerprint: str) -> dict[str, Any]:
@@ -159,8 +243,7 @@ def _open_dir(out_dir: str, job: dict[str, Any], fingerprint: str) -> dict[str, 
                 "to resume it, or choose another (or an empty) output directory"
             )
         return manifest
-    ours = {".lock"}
-    others = [e for e in os.listdir(out_dir) if e not in ours and not e.endswith(".tmp")]
+    others = [e for e in os.listdir(out_dir) if not _is_bookkeeping(e)]
     if others:
         raise OutputDirError(f"{out_dir!r} is not empty and holds no hardneg manifest (found {sorted(others)[:3]}); "
                              "choose a new or empty output directory")
@@ -191,7 +274,8 @@ def mine_to_disk(
     simans_b: float = SIMANS_B,
     chunk_size: int | None = None,
     shard_size: int | None = None,
-) -> Mined:
+    part: str | tuple[int, int] | None = None,
+) -> Mined | None:
     """:func:`hardneg.mine` as a resumable job writing Parquet shards and a manifest to ``out_dir``.
 
     Arguments are those of :func:`hardneg.mine`, plus ``out_dir`` and ``shard_size`` (queries
@@ -205,16 +289,24 @@ def mine_to_disk(
     ``chunk_size`` and ``progress`` do not) and of the inputs (shape, dtype and content digest:
     all query rows up to 2 GiB, 4096 evenly spaced corpus rows, all positive/exclude ids).
 
+    ``part="I/N"`` (or ``(I, N)``, ``0 <= I < N``) writes only part ``I`` of ``N``: a contiguous
+    share of the shards, the same files a whole run writes. Any scheduler can run the ``N`` parts,
+    at the same time or one after another, on machines that share the directory; each resumes as a
+    whole job does, and once all are done the directory reads as the whole result.
+
     Returns
     -------
-    Mined
-        The whole result, read back from the shards.
+    Mined or None
+        The whole result, read back from the shards; with ``part``, None until every part is done.
 
     Raises
     ------
     OutputDirError
         ``out_dir`` holds another job's output (the message lists what differs), unrelated files,
-        or another process is writing to it.
+        another process is writing to it (the same part, or a whole run while parts run), or parts
+        of another ``N``.
+    ParameterError
+        ``part`` is not ``I/N`` with ``0 <= I < N``.
 
     Examples
     --------
@@ -232,6 +324,12 @@ def mine_to_disk(
     ...     hardneg.mine_to_disk(corpus[:30], corpus, np.arange(30), out, num_negatives=4, shard_size=8)
     ... except hardneg.OutputDirError as e:
     ...     print("num_negatives: 3 in the directory, 4 now" in str(e))
+    True
+    >>> parted = os.path.join(tempfile.mkdtemp(), "parted")
+    >>> [hardneg.mine_to_disk(corpus[:30], corpus, np.arange(30), parted, num_negatives=3, shard_size=8,
+    ...                       part=f"{i}/2") is None for i in (1, 0)]      # None until every part is done
+    [True, False]
+    >>> bool((hardneg.load_mined(parted).negatives == mined.negatives).all())
     True
     """
     from ._arrays import as_count
@@ -252,37 +350,76 @@ def mine_to_disk(
     job = {"params": plan.params(), "inputs": _describe_inputs(plan), "num_queries": plan.rows, "shard_size": shard,
            "positives_width": plan.pos_width}
     fingerprint = _fingerprint(job)
-    with _Lock(out):
+    spec = parse_part(part)
+    if spec is None:
+        with _Lock(out, busy=f"another hardneg mine job (or a part of one) is writing to {out!r}; wait for it or "
+                             "choose another output directory"):
+            manifest = _open_dir(out, job, fingerprint)
+            for e in os.listdir(out):
+                if e.endswith(".tmp"):
+                    os.remove(os.path.join(out, e))
+            mpath = os.path.join(out, MANIFEST)
+            if not os.path.exists(mpath):
+                _write_atomic(mpath, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            if not manifest.get("complete"):
+                plan.check_queries_finite()
+                shards = range(_num_shards(job))
+                _run_shards(plan, out, manifest, mpath, shards, _records(out, manifest), shard, progress)
+                _finish(out, manifest)
+            return load_mined(out)
+    pname = _part_manifest_name(spec)
+    with _Lock(out, shared=True, busy=f"a whole hardneg mine job (without part) is writing to {out!r}; wait for it, "
+                                      "or run only parts on this directory"), \
+            _Lock(out, f".lock.part-{spec[0]:05d}-of-{spec[1]:05d}",
+                  busy=f"part {spec[0]}/{spec[1]} is already running on {out!r}"):
         manifest = _open_dir(out, job, fingerprint)
-        for e in os.listdir(out):
-            if e.endswith(".tmp"):
-                os.remove(os.path.join(out, e))
-        mpath = os.path.join(out, MANIFEST)
-        if not os.path.exists(mpath):
-            _write_atomic(mpath, json.dumps(manifest, indent=1, sort_keys=True).encode())
-        if not manifest.get("complete"):
+        others = {(int(m[1]), int(m[2])) for m in map(_PART_MANIFEST.fullmatch, os.listdir(out)) if m}
+        if any(n != spec[1] for _, n in others):
+            n = next(n for _, n in others if n != spec[1])
+            raise OutputDirError(f"{out!r} is being mined in {n} parts; run the parts as --part I/{n} (or use another "
+                                 "output directory)")
+        _create_manifest(os.path.join(out, MANIFEST), manifest)
+        ppath = os.path.join(out, pname)
+        mine_part = _read_json(ppath) or {"format": FORMAT, "version": VERSION, "fingerprint": fingerprint,
+                                          "part": list(spec), "shards": {}, "complete": False}
+        shards = _part_shards(spec, _num_shards(job))
+        for i in shards:  # a write of this part cut short
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(out, f"{_shard_name(i)}.tmp"))
+        if not mine_part.get("complete"):
             plan.check_queries_finite()
-            _run_shards(plan, out, manifest, shard, progress)
-        return load_mined(out)
+            _run_shards(plan, out, mine_part, ppath, shards, _records(out, manifest), shard, progress)
+            mine_part["complete"] = True
+            _write_atomic(ppath, json.dumps(mine_part, indent=1, sort_keys=True).encode())
+        return load_mined(out) if len(_records(out, manifest)) == _num_shards(job) else None
 
 
-def _run_shards(plan: _Plan, out: str, manifest: dict[str, Any], shard: int, progress: Progress) -> None:
+def _finish(out: str, manifest: dict[str, Any]) -> None:
+    """Marks the manifest of a whole job complete, with the counters of all its shards."""
+    totals = _zero_stats()
+    for v in _records(out, manifest).values():
+        add_stats(totals, v["stats"])
+    manifest["stats"] = totals
+    manifest["complete"] = True
+    _write_atomic(os.path.join(out, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
+    _fsync_dir(out)
+
+
+def _run_shards(plan: _Plan, out: str, record: dict[str, Any], record_path: str, shards: range,
+                done: dict[str, Any], shard: int, progress: Progress) -> None:
+    """Writes the shards of ``shards`` not in ``done``, each recorded in ``record`` (the job's
+    manifest, or a part's) and saved to ``record_path`` after its file is in place."""
     import pyarrow.parquet as pq
 
     rows = plan.rows
-    nshards = max(1, -(-rows // shard))
-    done_rows = sum(int(v["end"]) - int(v["start"]) for k, v in manifest["shards"].items()
-                    if os.path.exists(os.path.join(out, v["file"])))
-    advance, close = _progress_bar(progress, rows, "mining")
-    mpath = os.path.join(out, MANIFEST)
+    bounds = [(i, i * shard, min((i + 1) * shard, rows)) for i in shards]
+    todo = [(i, a, b) for i, a, b in bounds if str(i) not in done]
+    total = sum(b - a for _, a, b in bounds)
+    advance, close = _progress_bar(progress, total, "mining")
     try:
-        if done_rows:
-            advance(done_rows)
-        for i in range(nshards):
-            a, b = i * shard, min((i + 1) * shard, rows)
-            entry = manifest["shards"].get(str(i))
-            if entry is not None and os.path.exists(os.path.join(out, entry["file"])):
-                continue
+        if total - sum(b - a for _, a, b in todo):
+            advance(total - sum(b - a for _, a, b in todo))
+        for i, a, b in todo:
             parts = []
             stats = _zero_stats()
             for ca, cb in plan.chunks(a, b):
@@ -299,14 +436,8 @@ def _run_shards(plan: _Plan, out: str, manifest: dict[str, Any], shard: int, pro
                 os.fsync(f.fileno())
             os.replace(tmp, os.path.join(out, name))
             _fsync_dir(out)
-            manifest["shards"][str(i)] = {"file": name, "start": a, "end": b, "stats": stats}
-            _write_atomic(mpath, json.dumps(manifest, indent=1, sort_keys=True).encode())
-        totals = _zero_stats()
-        for v in manifest["shards"].values():
-            add_stats(totals, v["stats"])
-        manifest["stats"] = totals
-        manifest["complete"] = True
-        _write_atomic(mpath, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            record["shards"][str(i)] = {"file": name, "start": a, "end": b, "stats": stats}
+            _write_atomic(record_path, json.dumps(record, indent=1, sort_keys=True).encode())
         _fsync_dir(out)
     finally:
         close()
@@ -338,10 +469,24 @@ def load_mined(out_dir: str | os.PathLike[str]) -> Mined:
         raise OutputDirError(f"{out!r} holds no hardneg mining output (no readable manifest.json)") from e
     if manifest.get("format") != FORMAT:
         raise OutputDirError(f"{out!r} holds no hardneg mining output (unknown manifest format)")
-    if not manifest.get("complete"):
-        raise OutputDirError(f"the mining job in {out!r} has not finished; run it again with the same arguments to resume it")
     job = manifest["job"]
-    shards = sorted(manifest["shards"].values(), key=lambda v: int(v["start"]))
+    records = _records(out, manifest)
+    if not manifest.get("complete"):
+        missing = [i for i in range(_num_shards(job)) if str(i) not in records]
+        if missing:
+            parts = {(int(m[1]), int(m[2])) for m in map(_PART_MANIFEST.fullmatch, os.listdir(out)) if m}
+            hint = "run it again with the same arguments to resume it"
+            if parts:
+                n = max(n for _, n in parts)
+                todo = sorted({i for i in range(n) for s in missing if s in _part_shards((i, n), _num_shards(job))})
+                hint = f"run (or resume) part(s) {', '.join(f'{i}/{n}' for i in todo)} with the same arguments"
+            raise OutputDirError(f"the mining job in {out!r} has not finished ({_num_shards(job) - len(missing)} of "
+                                 f"{_num_shards(job)} shards written); {hint}")
+        totals = _zero_stats()
+        for v in records.values():
+            add_stats(totals, v["stats"])
+        manifest["stats"] = totals
+    shards = sorted(records.values(), key=lambda v: int(v["start"]))
     tables = [pq.read_table(os.path.join(out, v["file"])) for v in shards]
     table = pa.concat_tables(tables) if tables else None
     n = int(job["params"]["num_negatives"])
@@ -392,6 +537,9 @@ def add_mine_parser(sub: Any) -> None:
     p.add_argument("--simans-b", type=float, default=SIMANS_B, help="SimANS weight: b")
     p.add_argument("--chunk-size", type=int, default=None, help="queries per search call (default 8192)")
     p.add_argument("--shard-size", type=int, default=None, help=f"queries per Parquet shard (default {DEFAULT_SHARD_SIZE})")
+    p.add_argument("--part", default=None, metavar="I/N",
+                   help="write only part I of N (0 <= I < N) into --out; run every part, in any order or at the same "
+                   "time (e.g. a Slurm array: --part $SLURM_ARRAY_TASK_ID/N), and the directory holds the whole result")
     bar = p.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="always show the progress bar (default: when stderr is a terminal)")
@@ -407,10 +555,13 @@ def run_mine_command(args: argparse.Namespace) -> int:
             range_min=args.range_min, range_max=args.range_max, min_score=args.min_score, max_score=args.max_score,
             absolute_margin=args.absolute_margin, relative_margin=args.relative_margin, sampling=args.sampling,
             seed=args.seed, exclude=args.exclude, exclude_self=args.exclude_self, threads=args.threads, progress=args.progress, simans_a=args.simans_a,
-            simans_b=args.simans_b, chunk_size=args.chunk_size, shard_size=args.shard_size)
+            simans_b=args.simans_b, chunk_size=args.chunk_size, shard_size=args.shard_size, part=args.part)
     except HardnegError as e:
         print(f"hardneg mine: error: {e}", file=sys.stderr)
         return 2
+    if mined is None:
+        print(f"Part {args.part} done in {args.out}; the directory reads as one result once every part is done")
+        return 0
     print(mined.summary())
     print(f"Wrote {len(mined):,} queries x {mined.params['num_negatives']} negatives to {args.out}")
     return 0
