@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -47,16 +48,22 @@ def make_data(path: str, q: int, n: int, d: int) -> None:
     open(stamp, "w").close()
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process so far (all threads): less sensitive to other load than wall time."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def run_single(path: str, threads: int, out: str) -> dict:
     import hardneg
 
     corpus = np.load(os.path.join(path, "corpus.npy"), mmap_mode="r")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu_seconds()
     mined = hardneg.mine(os.path.join(path, "queries.npy"), corpus, os.path.join(path, "positives.npy"),
                          threads=threads, progress=False, **KW)
-    seconds = time.perf_counter() - t
+    seconds, cpu = time.perf_counter() - t, cpu_seconds() - c
     np.save(out, mined.negatives)
-    return {"seconds": seconds}
+    return {"seconds": seconds, "cpu": cpu}
 
 
 def run_rank(path: str, rank: int, world: int, init: str, threads: int, out: str) -> dict:
@@ -70,12 +77,12 @@ def run_rank(path: str, rank: int, world: int, init: str, threads: int, out: str
     corpus = np.load(os.path.join(path, "corpus.npy"), mmap_mode="r")
     lo, hi = len(corpus) * rank // world, len(corpus) * (rank + 1) // world
     dist.barrier()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu_seconds()
     mined = hardneg.distributed.mine(os.path.join(path, "queries.npy"), corpus[lo:hi],
                                      os.path.join(path, "positives.npy"), row_offset=lo, threads=threads,
                                      progress=False, dst=0, **KW)
-    seconds = time.perf_counter() - t
-    info = {"seconds": seconds, "rank": rank}
+    seconds, cpu = time.perf_counter() - t, cpu_seconds() - c
+    info = {"seconds": seconds, "cpu": cpu, "rank": rank}
     if mined is not None:
         np.save(out, mined.negatives)
         info.update(mined.stats["distributed"])
@@ -138,7 +145,8 @@ def main() -> None:
         ranks = [result(pr) for pr in procs]
         dists.append(ranks)
         same = np.array_equal(np.load(single_out), np.load(dist_out))
-        print(f"run {rep}: single {singles[-1]['seconds']:.1f} s, distributed {max(r['seconds'] for r in ranks):.1f} s, "
+        print(f"run {rep}: single {singles[-1]['seconds']:.1f} s ({singles[-1]['cpu']:.1f} CPU s), distributed "
+              f"{max(r['seconds'] for r in ranks):.1f} s ({sum(r['cpu'] for r in ranks):.1f} CPU s over both ranks), "
               f"same negatives: {same}", flush=True)
         if not same:
             raise SystemExit("the distributed result differs from the single-process one")
@@ -149,8 +157,11 @@ def main() -> None:
     r0 = next(r for r in best if r["rank"] == 0)
     q = args.queries
     print(f"\n{q:,} queries x {args.rows:,} x {args.dim}, cosine, range_max {r0['range_max']}")
-    print(f"1 process x 2 threads : {best_single:8.2f} s")
-    print(f"2 processes x 1 thread: {wall:8.2f} s  ({wall / best_single:.2f}x the single process)")
+    cpu_single = min(s["cpu"] for s in singles)
+    cpu_dist = min(sum(r["cpu"] for r in rs) for rs in dists)
+    print(f"1 process x 2 threads : {best_single:8.2f} s  {cpu_single:8.1f} CPU s")
+    print(f"2 processes x 1 thread: {wall:8.2f} s  {cpu_dist:8.1f} CPU s  ({wall / best_single:.2f}x the single "
+          f"process's time, {cpu_dist / cpu_single:.2f}x its CPU time)")
     print(f"rank 0 exchanged {r0['bytes_sent'] / q:,.0f} bytes sent + {r0['bytes_received'] / q:,.0f} received per query")
     for part in ("search", "exchange", "merge", "select"):
         s = r0[f"seconds_{part}"]

@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--exclude", help="more excluded ids .npy [Q, m] padded with -1")
     p.add_argument("--out", required=True, help="Parquet file written by rank 0")
     p.add_argument("--num-negatives", type=int, default=8)
-    p.add_argument("--metric", choices=["cosine", "ip"], default="cosine")
+    p.add_argument("--metric", choices=["cosine", "dot", "ip"], default="cosine", help="'ip' = 'dot'")
     p.add_argument("--range-max", type=int, default=None)
     p.add_argument("--relative-margin", type=float, default=None)
     p.add_argument("--sampling", default="top", help="top, random or simans")

@@ -420,7 +420,7 @@ relative_margin, sampling, seed, exclude, exclude_self, simans_a, simans_b
         comm.timeout = _as_timeout(timeout)
         if split not in ("corpus", "queries"):
             raise ParameterError(f"split must be 'corpus' or 'queries', got {split!r}")
-        name = similarity_name(metric, "metric")
+        sim = similarity_name(metric, "metric")
         if dst is not None and (isinstance(dst, bool) or not isinstance(dst, int) or not 0 <= dst < comm.world):
             raise ParameterError(f"dst must be a rank in 0..{comm.world - 1} or None, got {dst!r}")
         if row_offset is not None and (isinstance(row_offset, bool) or not isinstance(row_offset, int)
@@ -433,7 +433,7 @@ relative_margin, sampling, seed, exclude, exclude_self, simans_a, simans_b
         shard = load_matrix(corpus_shard, "corpus_shard")
         if isinstance(shard, FlatIndex):
             index, rows, dim = shard, len(shard), shard.dim
-            if shard.metric != name:
+            if shard.metric != sim:
                 raise ParameterError(f"the shard's index was built with metric={shard.metric!r} but metric={metric!r} "
                                      f"was asked; pass metric={shard.metric!r} or build the index with metric={metric!r}")
         else:
@@ -442,7 +442,7 @@ relative_margin, sampling, seed, exclude, exclude_self, simans_a, simans_b
                 index, rows, dim = None, 0, int(shape[1])  # an empty shard: it only pads
             else:
                 _check_dim(shard, "corpus_shard")
-                index = FlatIndex(shard, metric=name, threads=threads)
+                index = FlatIndex(shard, metric=sim, threads=threads)
                 rows, dim = len(index), index.dim
         if int(q.shape[1]) != dim:
             raise ShapeError(f"queries have dimension {q.shape[1]} but the corpus shard has dimension {dim}; "
@@ -458,7 +458,7 @@ relative_margin, sampling, seed, exclude, exclude_self, simans_a, simans_b
         loaded.update(queries=q, index=index, **ids)
         header = dict(
             protocol=_PROTOCOL, split=("corpus", "queries").index(split), dim=dim, queries=nq,
-            metric=("dot", "cosine").index(name),
+            metric=("dot", "cosine").index(sim),
             num_negatives=num_negatives if isinstance(num_negatives, int) else -2,
             range_min=range_min if isinstance(range_min, int) else -2,
             range_max=-1 if range_max is None else (range_max if isinstance(range_max, int) else -2),
@@ -470,7 +470,7 @@ relative_margin, sampling, seed, exclude, exclude_self, simans_a, simans_b
             corpus_digest=_hash64(_digest_rows(index.vectors, False)) if split == "queries" and index else 0,
             rows=rows, row_offset=-1 if row_offset is None else row_offset,
         )
-        return [int(header[name]) for name, _, _ in _FIELDS]
+        return [int(header[field]) for field, _, _ in _FIELDS]
 
     table = _agree(comm, "load its inputs", load, fields=len(_FIELDS))
     offsets, shard_rows = _check_header(table, split)

@@ -17,44 +17,20 @@ use crate::error::{Error, Result};
 use crate::exclude::Exclusions;
 use crate::index::{SearchParams, Searcher};
 use crate::matrix::MatrixRef;
+use crate::mine::Candidates;
 use crate::topk::{resolve_threads, TopK};
 
-/// A borrowed search result: row-major `[rows, k]` scores and ids, each row by descending score
-/// (ties by the lower id), padded at its end with id `-1` (any score, NaN by convention).
-#[derive(Clone, Copy, Debug)]
-pub struct TopKRef<'a> {
-    /// Number of queries.
-    pub rows: usize,
-    /// Entries per query.
-    pub k: usize,
-    /// Scores, `rows * k`.
-    pub scores: &'a [f32],
-    /// Global corpus ids, `rows * k`; `-1` is padding.
-    pub ids: &'a [i64],
-}
-
-impl<'a> TopKRef<'a> {
-    /// Wraps `[rows, k]` buffers, checking their lengths.
-    pub fn new(rows: usize, k: usize, scores: &'a [f32], ids: &'a [i64]) -> Result<Self> {
-        if rows.checked_mul(k) != Some(scores.len()) {
-            return Err(Error::BadLength { what: "partial scores", len: scores.len(), rows, dim: k });
-        }
-        if ids.len() != scores.len() {
-            return Err(Error::BadLength { what: "partial ids", len: ids.len(), rows, dim: k });
-        }
-        Ok(TopKRef { rows, k, scores, ids })
-    }
-
-    fn row(&self, q: usize) -> (&'a [f32], &'a [i64]) {
-        (&self.scores[q * self.k..(q + 1) * self.k], &self.ids[q * self.k..(q + 1) * self.k])
-    }
-}
-
 impl TopK {
-    /// This result as a [`TopKRef`].
-    pub fn view(&self) -> TopKRef<'_> {
-        TopKRef { rows: self.rows, k: self.k, scores: &self.scores, ids: &self.ids }
+    /// This result as candidate lists (the parts [`merge_topk`] merges).
+    pub fn view(&self) -> Candidates<'_> {
+        Candidates { rows: self.rows, width: self.k, scores: &self.scores, ids: &self.ids }
     }
+}
+
+/// One row of a part.
+fn row<'a>(part: &Candidates<'a>, q: usize) -> (&'a [f32], &'a [i64]) {
+    let w = part.width;
+    (&part.scores[q * w..(q + 1) * w], &part.ids[q * w..(q + 1) * w])
 }
 
 /// Per-query id lists in compressed-row form over the *whole* corpus: row `q` owns
@@ -220,14 +196,14 @@ fn check_row(p: usize, q: usize, scores: &[f32], ids: &[i64]) -> Result<()> {
 }
 
 /// Merges the rows `start..end` of every part.
-fn merge_rows(parts: &[TopKRef<'_>], k: usize, start: usize, end: usize) -> Result<(Vec<f32>, Vec<i64>)> {
+fn merge_rows(parts: &[Candidates<'_>], k: usize, start: usize, end: usize) -> Result<(Vec<f32>, Vec<i64>)> {
     let mut scores = Vec::with_capacity((end - start) * k);
     let mut ids = Vec::with_capacity((end - start) * k);
     let mut heap = BinaryHeap::with_capacity(parts.len());
     for q in start..end {
         heap.clear();
         for (p, part) in parts.iter().enumerate() {
-            let (s, i) = part.row(q);
+            let (s, i) = row(part, q);
             check_row(p, q, s, i)?;
             if let Some(&id) = i.first().filter(|&&id| id != -1) {
                 heap.push(Head { score: s[0], id, part: p, pos: 0 });
@@ -244,7 +220,7 @@ fn merge_rows(parts: &[TopKRef<'_>], k: usize, start: usize, end: usize) -> Resu
             }
             scores.push(best.score);
             ids.push(best.id);
-            let (s, i) = parts[best.part].row(q);
+            let (s, i) = row(&parts[best.part], q);
             let next = best.pos + 1;
             if next < i.len() && i[next] != -1 {
                 heap.push(Head { score: s[next], id: i[next], part: best.part, pos: next });
@@ -266,7 +242,7 @@ fn merge_rows(parts: &[TopKRef<'_>], k: usize, start: usize, end: usize) -> Resu
 /// an entry that two parts both hold (overlapping shards) once it reaches the merged rows are
 /// errors. The result does
 /// not depend on the order of `parts` or on `threads`.
-pub fn merge_topk(parts: &[TopKRef<'_>], k: usize, threads: usize) -> Result<TopK> {
+pub fn merge_topk(parts: &[Candidates<'_>], k: usize, threads: usize) -> Result<TopK> {
     if k < 1 {
         return Err(Error::param("k", format!("k must be at least 1, got {k}")));
     }
@@ -352,7 +328,7 @@ mod tests {
                             search_partial(&idx, qm, &p).unwrap()
                         })
                         .collect();
-                    let mut views: Vec<TopKRef> = shards.iter().map(TopK::view).collect();
+                    let mut views: Vec<Candidates> = shards.iter().map(TopK::view).collect();
                     let got = merge_topk(&views, k, 1).unwrap();
                     assert_eq!(bits(&got), bits(&want), "k={k} cuts={cuts:?} {metric:?}");
                     views.reverse();
@@ -384,20 +360,20 @@ mod tests {
     #[test]
     fn bad_partials_are_typed_errors() {
         let s = [3.0f32, 2.0, 1.0];
-        let ok = TopKRef::new(1, 3, &s, &[0, 1, 2]).unwrap();
-        assert!(matches!(TopKRef::new(2, 3, &s, &[0, 1, 2]), Err(Error::BadLength { .. })));
-        let unordered = TopKRef::new(1, 3, &[1.0, 2.0, 0.0], &[5, 6, 7]).unwrap();
+        let ok = Candidates::new(1, 3, &s, &[0, 1, 2]).unwrap();
+        assert!(matches!(Candidates::new(2, 3, &s, &[0, 1, 2]), Err(Error::BadLength { .. })));
+        let unordered = Candidates::new(1, 3, &[1.0, 2.0, 0.0], &[5, 6, 7]).unwrap();
         assert!(matches!(merge_topk(&[ok, unordered], 2, 1), Err(Error::InvalidParameter { name: "parts", .. })));
-        let tie_order = TopKRef::new(1, 3, &[2.0, 2.0, 0.0], &[6, 5, 7]).unwrap();
+        let tie_order = Candidates::new(1, 3, &[2.0, 2.0, 0.0], &[6, 5, 7]).unwrap();
         assert!(matches!(merge_topk(&[tie_order], 2, 1), Err(Error::InvalidParameter { name: "parts", .. })));
-        let overlap = TopKRef::new(1, 3, &[2.0, 0.5, 0.0], &[1, 8, 9]).unwrap();
+        let overlap = Candidates::new(1, 3, &[2.0, 0.5, 0.0], &[1, 8, 9]).unwrap();
         let err = merge_topk(&[ok, overlap], 3, 1).unwrap_err();
         assert!(err.to_string().contains("overlap"), "{err}");
-        let nan = TopKRef::new(1, 3, &[f32::NAN, 1.0, 0.0], &[4, 5, 6]).unwrap();
+        let nan = Candidates::new(1, 3, &[f32::NAN, 1.0, 0.0], &[4, 5, 6]).unwrap();
         assert!(matches!(merge_topk(&[nan], 1, 1), Err(Error::NonFinite { .. })));
-        let gap = TopKRef::new(1, 3, &[1.0, f32::NAN, 0.0], &[4, -1, 6]).unwrap();
+        let gap = Candidates::new(1, 3, &[1.0, f32::NAN, 0.0], &[4, -1, 6]).unwrap();
         assert!(matches!(merge_topk(&[gap], 1, 1), Err(Error::InvalidParameter { name: "parts", .. })));
-        let other_rows = TopKRef::new(0, 3, &[], &[]).unwrap();
+        let other_rows = Candidates::new(0, 3, &[], &[]).unwrap();
         assert!(matches!(merge_topk(&[ok, other_rows], 1, 1), Err(Error::RowCountMismatch { .. })));
         assert!(matches!(merge_topk(&[], 1, 1), Err(Error::InvalidParameter { name: "parts", .. })));
         assert!(matches!(merge_topk(&[ok], 0, 1), Err(Error::InvalidParameter { name: "k", .. })));

@@ -1,7 +1,8 @@
 //! Bindings of search split over corpus shards: `search_partial` over a `FlatIndex` shard and
 //! `merge_topk` of partial results.
 
-use hardneg_core::partial::{self, GlobalIds, PartialParams, TopKRef};
+use hardneg_core::mine::Candidates;
+use hardneg_core::partial::{self, GlobalIds, PartialParams};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -68,7 +69,7 @@ pub fn merge_topk<'py>(
             )));
         }
         let (rows, width) = (scores.shape()[0], scores.shape()[1]);
-        views.push(TopKRef::new(rows, width, contiguous("partial scores", scores)?, contiguous("partial ids", ids)?).map_err(crate::errors::to_py)?);
+        views.push(Candidates::new(rows, width, contiguous("partial scores", scores)?, contiguous("partial ids", ids)?).map_err(crate::errors::to_py)?);
     }
     let top = run_detached(py, |_| partial::merge_topk(&views, k, threads))?;
     Ok(to_arrays(py, top))
