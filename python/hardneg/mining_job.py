@@ -62,14 +62,18 @@ def _digest_rows(arr: Any, full: bool) -> str:
 def _describe_inputs(plan: _Plan) -> dict[str, Any]:
     q = plan.queries
     qbytes = int(np.prod(q.shape)) * np.dtype(q.dtype).itemsize
-    corpus = plan.index.vectors
+    index = plan.index
+    corpus = {"index": type(index).__name__, "rows": len(index), "dim": index.dim}
+    vectors = getattr(index, "vectors", None)  # an index may not keep float32 rows
+    if vectors is not None:
+        corpus.update(dtype=str(vectors.dtype), digest=_digest_rows(vectors, False))
     csr = hashlib.blake2b(digest_size=16)
-    for a in (*plan.pos, *plan.excl):
+    for a in (*plan.pos, *(plan.exclude if plan.exclude is not None else ())):
         csr.update(np.ascontiguousarray(a).tobytes())
         csr.update(b"|")
     return {
         "queries": {"shape": list(q.shape), "dtype": str(q.dtype), "digest": _digest_rows(q, qbytes <= _FULL_HASH_BYTES)},
-        "corpus": {"shape": list(corpus.shape), "dtype": str(corpus.dtype), "digest": _digest_rows(corpus, False)},
+        "corpus": corpus,
         "positives_and_exclude": csr.hexdigest(),
     }
 
@@ -173,8 +177,9 @@ def mine_to_disk(
     positives: Any,
     out_dir: str | os.PathLike[str],
     *,
+    index: Any = None,
     num_negatives: int = 8,
-    metric: str = "cosine",
+    metric: str | None = None,
     range_min: int = 0,
     range_max: int | None = None,
     min_score: float | None = None,
@@ -193,8 +198,8 @@ def mine_to_disk(
 ) -> Mined:
     """:func:`hardneg.mine` as a resumable job writing Parquet shards and a manifest to ``out_dir``.
 
-    Arguments are those of :func:`hardneg.mine`, plus ``out_dir`` and ``shard_size`` (queries
-    per shard, default 50,000). Every ``shard_size`` queries a shard ``part-NNNNN.parquet`` is
+    Arguments are those of :func:`hardneg.mine` (``corpus`` is ``None`` when ``index`` is given),
+    plus ``out_dir`` and ``shard_size`` (queries per shard, default 50,000). Every ``shard_size`` queries a shard ``part-NNNNN.parquet`` is
     written (temporary file, then atomic rename) and recorded in ``manifest.json`` (replaced
     atomically). Run again with the same arguments after a crash or a kill, the job skips the
     recorded shards and recomputes the rest: the final output is identical to an uninterrupted
@@ -243,7 +248,7 @@ def mine_to_disk(
     plan = _Plan(queries, corpus, positives, num_negatives=num_negatives, metric=metric, range_min=range_min,
                  range_max=range_max, min_score=min_score, max_score=max_score, absolute_margin=absolute_margin,
                  relative_margin=relative_margin, sampling=sampling, seed=seed, exclude=exclude, threads=threads,
-                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size)
+                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size, index=index)
     out = os.fspath(out_dir)
     if os.path.exists(out) and not os.path.isdir(out):
         raise OutputDirError(f"{out!r} exists and is not a directory; choose a directory path")
@@ -376,12 +381,15 @@ def add_mine_parser(sub: Any) -> None:
         "manifest to --out as it goes; rerun the same command after an interruption to resume.",
     )
     p.add_argument("--queries", required=True, help="query embeddings, .npy [Q, d]")
-    p.add_argument("--corpus", required=True, help="corpus embeddings, .npy [N, d] (memory-mapped)")
+    corpus = p.add_mutually_exclusive_group(required=True)
+    corpus.add_argument("--corpus", help="corpus embeddings, .npy [N, d] (memory-mapped), searched exactly")
+    corpus.add_argument("--index", help="a saved hardneg index (FlatIndex or HnswIndex .save()) to search instead")
     p.add_argument("--positives", required=True, help="positive corpus ids, .npy int [Q] or [Q, P] padded with -1")
     p.add_argument("--exclude", help="more excluded ids, .npy int [Q, m] padded with -1")
     p.add_argument("--out", required=True, help="output directory (created; resumed if it holds this job)")
     p.add_argument("--num-negatives", type=int, default=8)
-    p.add_argument("--metric", choices=["cosine", "ip"], default="cosine")
+    p.add_argument("--metric", choices=["cosine", "ip"], default=None,
+                   help="default: the index's metric, cosine for --corpus")
     p.add_argument("--range-min", type=int, default=0)
     p.add_argument("--range-max", type=int, default=None, help="default: as sentence-transformers derives it")
     p.add_argument("--min-score", type=float, default=None)
@@ -405,7 +413,8 @@ def run_mine_command(args: argparse.Namespace) -> int:
     """Runs ``hardneg mine``; prints the summary. Returns the exit status (2 on bad input)."""
     try:
         mined = mine_to_disk(
-            args.queries, args.corpus, args.positives, args.out, num_negatives=args.num_negatives, metric=args.metric,
+            args.queries, args.corpus, args.positives, args.out, index=args.index, num_negatives=args.num_negatives,
+            metric=args.metric,
             range_min=args.range_min, range_max=args.range_max, min_score=args.min_score, max_score=args.max_score,
             absolute_margin=args.absolute_margin, relative_margin=args.relative_margin, sampling=args.sampling,
             seed=args.seed, exclude=args.exclude, threads=args.threads, progress=args.progress, simans_a=args.simans_a,
