@@ -483,6 +483,10 @@ def mine(
     41
     >>> print(mined.summary().splitlines()[0])
     Metric        Positive      Negative    Difference
+    >>> index = hardneg.FlatIndex(corpus, metric="cosine")   # an index built once, mined as often as needed
+    >>> again = hardneg.mine(queries, positives=np.arange(20), index=index, num_negatives=4, relative_margin=0.05)
+    >>> bool((again.negatives == mined.negatives).all())
+    True
     """
     plan = _Plan(queries, corpus, positives, num_negatives=num_negatives, metric=metric, range_min=range_min,
                  range_max=range_max, min_score=min_score, max_score=max_score, absolute_margin=absolute_margin,
