@@ -79,21 +79,24 @@ def engine_problems(draw):
     if needs:  # these rules measure from the lowest positive: every query gets one
         pos_rows = [r if any(x != -1 for x in r) else r + [int(rng.integers(0, n))] for r in pos_rows]
     candidates = draw(st.one_of(st.none(), st.integers(range_max, range_max + 3)))
-    return q, c, pos_rows, ex_rows, mode, candidates, opts
+    # exclude_self: query i (global index offset + i) never gets corpus row offset + i
+    exclude_self = nq <= n and draw(st.booleans())
+    offset = draw(st.integers(0, n - nq)) if exclude_self else draw(st.integers(0, 2**40))
+    return q, c, pos_rows, ex_rows, mode, candidates, opts, exclude_self, offset
 
 
 @settings(max_examples=120, deadline=None)
-@given(engine_problems(), st.sampled_from(["ip", "cosine"]), st.integers(1, 9), st.sampled_from([1, 2, 3]),
-       st.integers(0, 2**40))
-def test_engine_matches_the_reference(problem, metric, chunk, threads, offset):
-    q, c, pos_rows, ex_rows, mode, candidates, opts = problem
+@given(engine_problems(), st.sampled_from(["ip", "cosine"]), st.integers(1, 9), st.sampled_from([1, 2, 3]))
+def test_engine_matches_the_reference(problem, metric, chunk, threads):
+    q, c, pos_rows, ex_rows, mode, candidates, opts, exclude_self, offset = problem
     k = candidates or opts["range_max"]
-    want_ids, want_scores, want_pos, want_stats, want_cands = reference(q, c, metric, pos_rows, ex_rows, mode, k,
+    ref_ex = [row + [offset + i] if exclude_self else row for i, row in enumerate(ex_rows)]
+    want_ids, want_scores, want_pos, want_stats, want_cands = reference(q, c, metric, pos_rows, ref_ex, mode, k,
                                                                         offset, **opts)
     index = hardneg.FlatIndex(c, metric=metric)
     width = want_pos.shape[1]
     miner = _hardneg.Miner(index._inner, positive_width=width, candidates=candidates, positives=mode,
-                           threads=threads, **opts)
+                           exclude_self=exclude_self, threads=threads, **opts)
     po, pi = csr(pos_rows)
     eo, ei = csr(ex_rows)
     got_ids, got_scores, got_pos = [], [], []
@@ -116,7 +119,7 @@ def test_engine_matches_the_reference(problem, metric, chunk, threads, offset):
     assert {k: totals[k] for k in want_stats} == want_stats
     # The candidate lists before selection: the reference's, padded with -1 / NaN, masked
     # positives -1 with their score.
-    scores, ids, _, _ = miner.candidates(q, po, pi, eo, ei)
+    scores, ids, _, _ = miner.candidates(q, po, pi, eo, ei, query_offset=offset)
     np.testing.assert_array_equal(ids, want_cands[1])
     np.testing.assert_array_equal(scores, want_cands[0])
 
@@ -176,7 +179,7 @@ def test_index_argument_errors(tmp_path):
         hardneg.mine(Q, C, P, index=index, progress=False)
     with pytest.raises(hardneg.ParameterError, match="exactly one"):
         hardneg.mine(Q, positives=P, progress=False)
-    with pytest.raises(hardneg.ParameterError, match="metric='ip' but metric='cosine'"):
+    with pytest.raises(hardneg.ParameterError, match="metric='dot' but metric='cosine'"):
         hardneg.mine(Q, positives=P, index=index, metric="cosine", progress=False)
     with pytest.raises(hardneg.ParameterError, match="index must be a hardneg index"):
         hardneg.mine(Q, positives=P, index=C, progress=False)

@@ -49,7 +49,15 @@ def select_negatives(
     query_offset: int = 0,
     threads: int = 0,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], dict[str, int]]: ...
-def distinct_id_counts(offsets: npt.NDArray[np.int64], ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]: ...
+def excluded_counts(
+    n: int,
+    offsets: npt.NDArray[np.int64],
+    ids: npt.NDArray[np.int64],
+    exclude_offsets: npt.NDArray[np.int64] | None = None,
+    exclude_ids: npt.NDArray[np.int64] | None = None,
+    *,
+    exclude_self: bool = False,
+) -> npt.NDArray[np.int64]: ...
 
 class Miner:
     def __new__(
@@ -61,6 +69,7 @@ class Miner:
         range_max: int | None = None,
         candidates: int | None = None,
         positives: str = "exclude",
+        exclude_self: bool = False,
         range_min: int = 0,
         min_score: float | None = None,
         max_score: float | None = None,
@@ -91,6 +100,8 @@ class Miner:
         positive_ids: npt.NDArray[np.int64],
         exclude_offsets: npt.NDArray[np.int64] | None = None,
         exclude_ids: npt.NDArray[np.int64] | None = None,
+        *,
+        query_offset: int = 0,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
 
 def cluster(

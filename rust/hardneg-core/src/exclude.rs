@@ -45,20 +45,6 @@ impl<'a> IdRows<'a> {
         self.what
     }
 
-    /// The number of distinct ids other than `-1` in every row.
-    pub fn distinct_counts(&self) -> Vec<i64> {
-        let mut scratch: Vec<i64> = Vec::new();
-        (0..self.rows())
-            .map(|q| {
-                scratch.clear();
-                scratch.extend(self.row(q).iter().copied().filter(|&id| id != -1));
-                scratch.sort_unstable();
-                scratch.dedup();
-                scratch.len() as i64
-            })
-            .collect()
-    }
-
     /// The rows as a row-major `[rows, width]` matrix padded with `-1` (each row as given, then
     /// padding); a row longer than `width` is an error.
     pub fn to_padded(&self, width: usize) -> Result<Vec<i64>> {
@@ -72,6 +58,12 @@ impl<'a> IdRows<'a> {
         }
         Ok(out)
     }
+}
+
+/// CSR arrays `(offsets, ids)` giving query `q` of `rows` queries the single id `first + q`: each
+/// query's own corpus row when queries are the corpus itself (`exclude_self`).
+pub fn own_rows(first: u64, rows: usize) -> (Vec<i64>, Vec<i64>) {
+    ((0..=rows as i64).collect(), (0..rows as u64).map(|q| (first + q) as i64).collect())
 }
 
 /// Per-query excluded ids in compressed-row form, each row sorted and de-duplicated.
@@ -152,6 +144,11 @@ impl Exclusions {
         !row.is_empty() && row.binary_search(&id).is_ok()
     }
 
+    /// The number of (distinct) ids excluded for every query.
+    pub fn row_lens(&self) -> Vec<i64> {
+        self.offsets.windows(2).map(|w| (w[1] - w[0]) as i64).collect()
+    }
+
     /// The largest number of ids excluded for any single query, and that query.
     pub fn max_row_len(&self) -> (usize, usize) {
         (0..self.rows()).map(|q| (self.row(q).len(), q)).max_by_key(|&(len, q)| (len, std::cmp::Reverse(q))).unwrap_or((0, 0))
@@ -199,7 +196,7 @@ mod tests {
         let offsets = [0i64, 2, 2, 5, 6];
         let ids = [3i64, 3, 1, -1, 4, 0];
         let all = IdRows::new("positives", &offsets, &ids).unwrap();
-        assert_eq!(all.distinct_counts(), vec![1, 0, 2, 1]);
+        assert_eq!(Exclusions::union(&[all], 5).unwrap().row_lens(), vec![1, 0, 2, 1]);
         let tail = IdRows::new("positives", &offsets[2..], &ids).unwrap();
         assert_eq!((tail.rows(), tail.row(0)), (2, &[1i64, -1, 4][..]));
         assert_eq!(tail.to_padded(3).unwrap(), vec![1, -1, 4, 0, -1, -1]);
@@ -221,5 +218,10 @@ mod tests {
         let short = IdRows::new("exclude", &[0, 1], &[1]).unwrap();
         assert!(matches!(Exclusions::union(&[pos, short], 6), Err(Error::RowCountMismatch { what: "exclude", .. })));
         assert_eq!(Exclusions::union(&[], 6).unwrap().rows(), 0);
+        let (o, i) = own_rows(3, 2);
+        let own = IdRows::new("exclude_self", &o, &i).unwrap();
+        let u = Exclusions::union(&[pos, own], 6).unwrap();
+        assert_eq!((u.row(0), u.row(1)), (&[3u64, 4][..], &[0u64, 4][..]));
+        assert!(matches!(Exclusions::union(&[own], 4), Err(Error::IdOutOfRange { what: "exclude_self", row: 1, id: 4, .. })));
     }
 }

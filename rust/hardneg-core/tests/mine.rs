@@ -315,15 +315,20 @@ fn miner_equals_plain_mining_for_every_mode_metric_chunking_and_thread_count() {
         let qm = MatrixRef::new("queries", &q, nq, d).unwrap();
 
         let inv = (metric == Metric::Cosine).then(|| hardneg_core::matrix::inverse_norms(index.corpus(), 1));
-        let offset = g.below(1 << 30);
+        // With exclude_self, query i (global index offset + i) never gets corpus row offset + i.
+        let exclude_self = nq <= n && g.below(3) == 0;
+        let offset = if exclude_self { g.below((n - nq + 1) as u64) } else { g.below(1 << 30) };
         let mut want = (vec![], vec![], vec![f32::NAN; nq * width], SelectStats::default());
         for i in 0..nq {
             let mut qi = qm.row(i).to_vec();
             if metric == Metric::Cosine {
                 hardneg_core::matrix::normalize_rows(&mut qi, d);
             }
-            let ex = exclude.as_ref().map_or(&[][..], |e| &e[i][..]);
-            let (neg, s, ps, st) = reference_mine_row(&qi, index.corpus(), inv.as_deref(), &positives[i], ex, mode, k, offset + i as u64, &o);
+            let mut ex = exclude.as_ref().map_or(vec![], |e| e[i].clone());
+            if exclude_self {
+                ex.push((offset + i as u64) as i64);
+            }
+            let (neg, s, ps, st) = reference_mine_row(&qi, index.corpus(), inv.as_deref(), &positives[i], &ex, mode, k, offset + i as u64, &o);
             want.0.extend(neg);
             want.1.extend(s);
             want.2[i * width..i * width + ps.len()].copy_from_slice(&ps);
@@ -333,7 +338,7 @@ fn miner_equals_plain_mining_for_every_mode_metric_chunking_and_thread_count() {
         let (po, pi) = csr(&positives);
         let ex_csr = exclude.as_ref().map(|e| csr(e));
         for threads in [1, 2, 3] {
-            let opts = MineOptions { select: o, candidates, positives: mode, positive_width: width, threads };
+            let opts = MineOptions { select: o, candidates, positives: mode, exclude_self, positive_width: width, threads };
             let miner = Miner::new(&index, opts).unwrap();
             // Any cut into two chunks (offsets of the second one index the same id arrays).
             let cut = g.below(nq as u64 + 1) as usize;
@@ -355,7 +360,7 @@ fn miner_equals_plain_mining_for_every_mode_metric_chunking_and_thread_count() {
                 got.3.add(&m.stats);
                 assert_eq!(m.positive_ids, IdRows::new("positives", &po[a..=b], &pi).unwrap().to_padded(width).unwrap());
             }
-            assert_eq!(got.0, want.0, "case {case} threads {threads} cut {cut} {mode:?} {metric:?} {o:?}");
+            assert_eq!(got.0, want.0, "case {case} threads {threads} cut {cut} {mode:?} {metric:?} self {exclude_self} {o:?}");
             assert!(same_f32(&got.1, &want.1), "case {case}");
             assert!(same_f32(&got.2, &want.2), "case {case}");
             assert_eq!(got.3, want.3, "case {case}");

@@ -1,8 +1,9 @@
 //! Bindings of mining: the streaming engine (`Miner`), the selection step alone
-//! (`select_negatives`) and the per-row positive counts the Python layer validates with.
+//! (`select_negatives`) and the per-query counts of excluded ids the Python layer validates with.
 
 use hardneg_core::mine::{select, Candidates, MineOptions, Miner as CoreMiner, PositiveMode, PositiveScores, QueryChunk, Sampling, SelectOptions, SelectStats};
-use hardneg_core::{IdRows, MatrixRef};
+use hardneg_core::exclude::own_rows;
+use hardneg_core::{Exclusions, IdRows, MatrixRef};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -95,11 +96,30 @@ pub fn select_negatives<'py>(
     Ok((matrix(py, rows, n, sel.ids), matrix(py, rows, n, sel.scores), stats))
 }
 
-/// The number of distinct ids other than -1 in each CSR row (offsets index `ids` directly).
+/// The number of distinct corpus ids each query excludes: the union of its CSR rows (offsets index
+/// the ids directly; -1 is padding) and, with `exclude_self`, its own row. Ids must lie in `0..n`.
 #[pyfunction]
-pub fn distinct_id_counts<'py>(py: Python<'py>, offsets: PyReadonlyArray1<'py, i64>, ids: PyReadonlyArray1<'py, i64>) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let (o, i) = (offsets.as_slice()?, ids.as_slice()?);
-    let counts = run_detached(py, |_| Ok(IdRows::new("positives", o, i)?.distinct_counts()))?;
+#[pyo3(signature = (n, offsets, ids, exclude_offsets = None, exclude_ids = None, *, exclude_self = false))]
+pub fn excluded_counts<'py>(
+    py: Python<'py>,
+    n: usize,
+    offsets: PyReadonlyArray1<'py, i64>,
+    ids: PyReadonlyArray1<'py, i64>,
+    exclude_offsets: Option<PyReadonlyArray1<'py, i64>>,
+    exclude_ids: Option<PyReadonlyArray1<'py, i64>>,
+    exclude_self: bool,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let lists = CsrLists::new((&offsets, &ids), (&exclude_offsets, &exclude_ids))?;
+    let counts = run_detached(py, |_| {
+        let first = lists.first()?;
+        let own = if exclude_self { own_rows(0, first.rows()) } else { Default::default() };
+        let mut parts = vec![first];
+        parts.extend(lists.exclude()?);
+        if exclude_self {
+            parts.push(IdRows::new("exclude_self", &own.0, &own.1)?);
+        }
+        Ok(Exclusions::union(&parts, n)?.row_lens())
+    })?;
     Ok(counts.into_pyarray(py))
 }
 
@@ -115,9 +135,9 @@ pub struct Miner {
 impl Miner {
     #[new]
     #[pyo3(signature = (
-        index, *, num_negatives, positive_width, range_max = None, candidates = None, positives = "exclude", range_min = 0,
-        min_score = None, max_score = None, absolute_margin = None, relative_margin = None, sampling = "top",
-        simans_a = 0.5, simans_b = 0.0, seed = 0, threads = 0
+        index, *, num_negatives, positive_width, range_max = None, candidates = None, positives = "exclude",
+        exclude_self = false, range_min = 0, min_score = None, max_score = None, absolute_margin = None,
+        relative_margin = None, sampling = "top", simans_a = 0.5, simans_b = 0.0, seed = 0, threads = 0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -127,6 +147,7 @@ impl Miner {
         range_max: Option<usize>,
         candidates: Option<usize>,
         positives: &str,
+        exclude_self: bool,
         range_min: usize,
         min_score: Option<f32>,
         max_score: Option<f32>,
@@ -147,7 +168,7 @@ impl Miner {
         };
         let sampling = parse_sampling(sampling, simans_a, simans_b)?;
         let select = SelectOptions { num_negatives, range_min, range_max, min_score, max_score, absolute_margin, relative_margin, sampling, seed };
-        let opts = MineOptions { select, candidates, positives, positive_width, threads };
+        let opts = MineOptions { select, candidates, positives, exclude_self, positive_width, threads };
         CoreMiner::new(index.searcher(), opts).map_err(to_py)?;
         Ok(Miner { index, opts })
     }
@@ -175,7 +196,8 @@ impl Miner {
 
     /// The candidate lists before selection (for rescoring): `(scores [Q, c], ids [Q, c],
     /// positives [Q, P], positive scores [Q, P])`, ids -1 for padding and masked positives.
-    #[pyo3(signature = (queries, positive_offsets, positive_ids, exclude_offsets = None, exclude_ids = None))]
+    #[pyo3(signature = (queries, positive_offsets, positive_ids, exclude_offsets = None, exclude_ids = None, *, query_offset = 0))]
+    #[allow(clippy::too_many_arguments)]
     fn candidates<'py>(
         &self,
         py: Python<'py>,
@@ -184,19 +206,48 @@ impl Miner {
         positive_ids: PyReadonlyArray1<'py, i64>,
         exclude_offsets: Option<PyReadonlyArray1<'py, i64>>,
         exclude_ids: Option<PyReadonlyArray1<'py, i64>>,
+        query_offset: u64,
     ) -> PyResult<CandidateArrays<'py>> {
         let input = ChunkInput::new(&queries, &positive_offsets, &positive_ids, &exclude_offsets, &exclude_ids)?;
-        let out = run_detached(py, |cancel| CoreMiner::new(self.index.searcher(), self.opts)?.candidates(&input.chunk(0)?, Some(cancel)))?;
+        let out = run_detached(py, |cancel| CoreMiner::new(self.index.searcher(), self.opts)?.candidates(&input.chunk(query_offset)?, Some(cancel)))?;
         let (rows, k, w) = (out.top.rows, out.top.k, out.positive_width);
         Ok((matrix(py, rows, k, out.top.scores), matrix(py, rows, k, out.top.ids), matrix(py, rows, w, out.positive_ids), matrix(py, rows, w, out.positive_scores)))
+    }
+}
+
+/// Borrowed CSR id lists: a first list (the positives) and optional exclusions.
+struct CsrLists<'a> {
+    first: (&'a [i64], &'a [i64]),
+    exclude: Option<(&'a [i64], &'a [i64])>,
+}
+
+type Csr<'a, 'py> = (&'a PyReadonlyArray1<'py, i64>, &'a PyReadonlyArray1<'py, i64>);
+type OptionalCsr<'a, 'py> = (&'a Option<PyReadonlyArray1<'py, i64>>, &'a Option<PyReadonlyArray1<'py, i64>>);
+
+impl<'a> CsrLists<'a> {
+    fn new<'py>(first: Csr<'a, 'py>, exclude: OptionalCsr<'a, 'py>) -> PyResult<Self> {
+        let exclude = match exclude {
+            (Some(o), Some(i)) => Some((o.as_slice()?, i.as_slice()?)),
+            (None, None) => None,
+            _ => return Err(ParameterError::new_err("give both exclude_offsets and exclude_ids, or neither")),
+        };
+        Ok(CsrLists { first: (first.0.as_slice()?, first.1.as_slice()?), exclude })
+    }
+
+    /// The positives as a core view (checks the layout).
+    fn first(&self) -> hardneg_core::Result<IdRows<'a>> {
+        IdRows::new("positives", self.first.0, self.first.1)
+    }
+
+    fn exclude(&self) -> hardneg_core::Result<Option<IdRows<'a>>> {
+        self.exclude.map(|(o, i)| IdRows::new("exclude", o, i)).transpose()
     }
 }
 
 /// The borrowed arrays of one `Miner` call.
 struct ChunkInput<'a> {
     queries: MatrixRef<'a>,
-    positives: (&'a [i64], &'a [i64]),
-    exclude: Option<(&'a [i64], &'a [i64])>,
+    lists: CsrLists<'a>,
 }
 
 impl<'a> ChunkInput<'a> {
@@ -207,21 +258,12 @@ impl<'a> ChunkInput<'a> {
         exclude_offsets: &'a Option<PyReadonlyArray1<'py, i64>>,
         exclude_ids: &'a Option<PyReadonlyArray1<'py, i64>>,
     ) -> PyResult<Self> {
-        let exclude = match (exclude_offsets, exclude_ids) {
-            (Some(o), Some(i)) => Some((o.as_slice()?, i.as_slice()?)),
-            (None, None) => None,
-            _ => return Err(ParameterError::new_err("give both exclude_offsets and exclude_ids, or neither")),
-        };
-        Ok(ChunkInput { queries: matrix_ref("queries", queries)?, positives: (positive_offsets.as_slice()?, positive_ids.as_slice()?), exclude })
+        let lists = CsrLists::new((positive_offsets, positive_ids), (exclude_offsets, exclude_ids))?;
+        Ok(ChunkInput { queries: matrix_ref("queries", queries)?, lists })
     }
 
     /// The core view (checks the CSR layouts).
     fn chunk(&self, query_offset: u64) -> hardneg_core::Result<QueryChunk<'a>> {
-        Ok(QueryChunk {
-            queries: self.queries,
-            positives: IdRows::new("positives", self.positives.0, self.positives.1)?,
-            exclude: self.exclude.map(|(o, i)| IdRows::new("exclude", o, i)).transpose()?,
-            query_offset,
-        })
+        Ok(QueryChunk { queries: self.queries, positives: self.lists.first()?, exclude: self.lists.exclude()?, query_offset })
     }
 }

@@ -3,8 +3,9 @@
 //! [`Miner::mine`] runs, for a chunk of queries and over any [`Searcher`]:
 //!
 //! 1. the search for the `candidates` best corpus rows of every query (default `range_max`),
-//!    with the query's `exclude` ids (and, in [`PositiveMode::Exclude`], its positives) skipped
-//!    inside the search; a query with fewer candidates gets a short row (padding `-1`);
+//!    with the query's `exclude` ids (and, in [`PositiveMode::Exclude`], its positives; with
+//!    `exclude_self`, its own row) skipped inside the search; a query with fewer candidates gets a
+//!    short row (padding `-1`);
 //! 2. in [`PositiveMode::Mask`], candidates that are positives of their query are masked (`-1`)
 //!    after the search, as sentence-transformers does;
 //! 3. the positives' scores, by [`Searcher::score`] (bit-identical to the search's scores);
@@ -16,7 +17,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
-use crate::exclude::{Exclusions, IdRows};
+use crate::exclude::{own_rows, Exclusions, IdRows};
 use crate::index::{SearchParams, Searcher};
 use crate::matrix::MatrixRef;
 use crate::mine::select::{select, Candidates, PositiveScores, SelectOptions, SelectStats};
@@ -43,6 +44,8 @@ pub struct MineOptions {
     pub candidates: Option<usize>,
     /// What happens to positives.
     pub positives: PositiveMode,
+    /// Query `i` (global index) never gets corpus row `i`: queries are the corpus itself.
+    pub exclude_self: bool,
     /// Columns of the padded positive ids and scores returned (at least the longest positive row).
     pub positive_width: usize,
     /// Worker threads (0: every core); results do not depend on it.
@@ -56,6 +59,7 @@ impl MineOptions {
             select: SelectOptions { range_max: Some(range_max), ..SelectOptions::new(num_negatives) },
             candidates: None,
             positives: PositiveMode::Exclude,
+            exclude_self: false,
             positive_width,
             threads: 0,
         }
@@ -140,11 +144,15 @@ impl<'s> Miner<'s> {
                 return Err(Error::RowCountMismatch { what: part.what(), expected: rows, got: part.rows() });
             }
         }
-        let mut parts = Vec::with_capacity(2);
+        let own = if self.opts.exclude_self { own_rows(chunk.query_offset, rows) } else { Default::default() };
+        let mut parts = Vec::with_capacity(3);
         if self.opts.positives == PositiveMode::Exclude {
             parts.push(chunk.positives);
         }
         parts.extend(chunk.exclude);
+        if self.opts.exclude_self {
+            parts.push(IdRows::new("exclude_self", &own.0, &own.1)?);
+        }
         let exclude = if parts.is_empty() { None } else { Some(Exclusions::union(&parts, n)?) };
         let params = SearchParams { k: self.k, exclude: exclude.as_ref(), threads: self.opts.threads, cancel };
         let mut top = self.searcher.search(chunk.queries, &params)?;
