@@ -208,3 +208,10 @@ def test_cli_index_option(tmp_path):
     assert bad.returncode == 2 and "not a saved hardneg index" in bad.stderr
     both = subprocess.run(base + ["--index", "x", "--corpus", "y"], capture_output=True, text=True, timeout=120)
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_exclude_self_is_part_of_a_job_fingerprint(tmp_path):
+    c = C[:60]
+    hardneg.mine_to_disk(c, c, None, tmp_path / "j", num_negatives=3, exclude_self=True, progress=False)
+    with pytest.raises(hardneg.OutputDirError, match="different mining job"):
+        hardneg.mine_to_disk(c, c, None, tmp_path / "j", num_negatives=3, progress=False)

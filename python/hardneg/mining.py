@@ -222,6 +222,8 @@ def to_arrow_table(query: np.ndarray, negatives: np.ndarray, scores: np.ndarray,
 
     def fixed(a: np.ndarray, typ: Any) -> Any:
         width = a.shape[1]
+        if width == 0:  # mined without positives: Arrow has no fixed-size list of size 0
+            return pa.array([[]] * a.shape[0], type=pa.list_(typ))
         return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(a).reshape(-1), type=typ), width)
 
     return pa.table({

@@ -71,6 +71,8 @@ def _describe_inputs(plan: _Plan) -> dict[str, Any]:
     for a in (*plan.pos, *(plan.exclude if plan.exclude is not None else ())):
         csr.update(np.ascontiguousarray(a).tobytes())
         csr.update(b"|")
+    if plan.exclude_self:  # query i excludes corpus row i
+        csr.update(b"exclude_self")
     return {
         "queries": {"shape": list(q.shape), "dtype": str(q.dtype), "digest": _digest_rows(q, qbytes <= _FULL_HASH_BYTES)},
         "corpus": corpus,
