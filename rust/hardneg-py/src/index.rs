@@ -6,9 +6,9 @@ use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::arrays::{matrix_ref, parse_isa};
+use crate::arrays::{matrix_ref, parse_isa, Array2Out};
 use crate::detach::run_detached;
-use crate::errors::{to_py, ParameterError, ShapeError};
+use crate::errors::{ParameterError, ShapeError};
 
 /// An exact inner-product index over a borrowed, C-contiguous float32 corpus `[N, d]`.
 ///
@@ -111,7 +111,7 @@ impl FlatIndex {
         isa: Option<&str>,
         chunk_rows: Option<usize>,
         dim_slice: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+    ) -> PyResult<(Array2Out<'py, f32>, Array2Out<'py, i64>)> {
         let isa = parse_isa(isa)?;
         let corpus = self.corpus.bind(py).readonly();
         let c = matrix_ref("corpus", &corpus)?;

@@ -2,11 +2,11 @@
 
 use hardneg_core::mine::{select, Candidates, PositiveScores, Sampling, SelectOptions, SelectStats};
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::arrays::contiguous;
+use crate::arrays::{contiguous, Array2Out};
 use crate::detach::run_detached;
 use crate::errors::{ParameterError, ShapeError};
 
@@ -45,7 +45,7 @@ pub fn select_negatives<'py>(
     seed: u64,
     query_offset: u64,
     threads: usize,
-) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>, Bound<'py, PyDict>)> {
+) -> PyResult<(Array2Out<'py, i64>, Array2Out<'py, f32>, Bound<'py, PyDict>)> {
     let sampling = match sampling {
         "top" => Sampling::Top,
         "random" => Sampling::Random,
