@@ -272,11 +272,9 @@ def mine_to_disk(
     True
     """
     from ._arrays import as_count
+    from ._optional import require
 
-    try:
-        import pyarrow.parquet  # noqa: F401
-    except ImportError as e:  # pragma: no cover - pyarrow is installed by the parquet/test extras
-        raise ImportError("mine_to_disk writes Parquet and needs pyarrow: pip install 'hardneg[parquet]'") from e
+    require("pyarrow", "mine_to_disk (Parquet output)")
     shard = DEFAULT_SHARD_SIZE if shard_size is None else as_count(shard_size, "shard_size")
     plan = _Plan(queries, corpus, positives, num_negatives=num_negatives, metric=metric, range_min=range_min,
                  range_max=range_max, min_score=min_score, max_score=max_score, absolute_margin=absolute_margin,
@@ -365,7 +363,9 @@ def load_mined(out_dir: str | os.PathLike[str]) -> Mined:
     ...     print("no hardneg mining output" in str(e))
     True
     """
-    import pyarrow as pa
+    from ._optional import require
+
+    pa = require("pyarrow", "load_mined (Parquet input)")
     import pyarrow.parquet as pq
 
     out = os.fspath(out_dir)

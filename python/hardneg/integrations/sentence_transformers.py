@@ -205,10 +205,9 @@ verbose, cache_folder, as_triplets, margin
     >>> out.column_names, out[0]
     (['q', 'doc', 'negative'], {'q': 'aab', 'doc': 'aabb', 'negative': 'abab'})
     """
-    try:
-        from datasets import Dataset
-    except ImportError as e:  # pragma: no cover - datasets is a dependency of the extra
-        raise ImportError("mine_hard_negatives needs `datasets`: pip install 'hardneg[sentence-transformers]'") from e
+    from .._optional import require
+
+    Dataset = require("datasets", "mine_hard_negatives").Dataset
     from .. import select_negatives
 
     # ---- arguments, checked as sentence-transformers does (same rules, typed errors) ----
