@@ -25,6 +25,3 @@ pub(crate) fn parse_isa(isa: Option<&str>) -> PyResult<Option<Isa>> {
     })
     .transpose()
 }
-
-/// A 2-D numpy array handed back to Python.
-pub(crate) type Array2Out<'py, T> = Bound<'py, numpy::PyArray2<T>>;

@@ -2,11 +2,11 @@
 
 use hardneg_core::mine::{select, Candidates, PositiveScores, Sampling, SelectOptions, SelectStats};
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::arrays::{contiguous, Array2Out};
+use crate::arrays::contiguous;
 use crate::detach::run_detached;
 use crate::errors::{ParameterError, ShapeError};
 
@@ -17,6 +17,9 @@ fn stats_dict<'py>(py: Python<'py>, st: &SelectStats) -> PyResult<Bound<'py, PyD
     }
     Ok(d)
 }
+
+/// `(ids int64 [Q, n], scores float32 [Q, n], counters)`.
+type Selected<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>, Bound<'py, PyDict>);
 
 /// Selection step over given candidate lists; returns `(ids [Q, n] int64, scores [Q, n] float32, stats dict)`.
 #[pyfunction]
@@ -45,7 +48,7 @@ pub fn select_negatives<'py>(
     seed: u64,
     query_offset: u64,
     threads: usize,
-) -> PyResult<(Array2Out<'py, i64>, Array2Out<'py, f32>, Bound<'py, PyDict>)> {
+) -> PyResult<Selected<'py>> {
     let sampling = match sampling {
         "top" => Sampling::Top,
         "random" => Sampling::Random,
