@@ -11,7 +11,7 @@ EXTRAS ?= test,bench,demo
 help:
 	@echo "make demo   - create .venv, build in release mode, run the main job on an embedded default"
 	@echo "make test   - build, then run cargo test and pytest"
-	@echo "make bench  - side-by-side benchmarks against FAISS, torch, numpy, usearch"
+	@echo "make bench  - pytest-benchmark runs next to FAISS, torch, numpy, sentence-transformers, usearch (saved, compared)"
 	@echo "make wheel  - the portable release wheel (manylinux2014, x86_64, CPython >= 3.10) in dist/"
 	@echo "make check-dist - wheel + sdist installed into fresh venvs (numpy only) and smoke-tested"
 
@@ -35,11 +35,17 @@ lint:
 
 test-python: build
 	$(PY) -m pytest tests
+	$(PY) -m pytest benches --benchmark-disable -q  # every benchmark once, small sizes: a smoke test
 
 test: build lint test-rust test-python
 
+# pytest-benchmark: hardneg next to FAISS, torch, numpy, sentence-transformers, usearch in one run;
+# the JSON is saved under .benchmarks/ and compared with the previous saved run.
+# `make bench BENCH_OPTS=` runs the small sizes.
+BENCH_OPTS ?= --full
 bench: build
-	$(PY) benches/bench_topk.py
+	$(PY) -m pytest benches --benchmark-only --benchmark-autosave --benchmark-compare \
+		--benchmark-columns=min,median,stddev,rounds --benchmark-sort=name $(BENCH_OPTS)
 
 bench-rust:
 	cargo bench -p hardneg-core
