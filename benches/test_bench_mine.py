@@ -11,37 +11,11 @@ import pytest
 
 import hardneg
 from _common import run_once, topic_embeddings
+from bench_mine import PrecomputedModel  # the stand-in model of the mining script
 
 SMALL = (300, 3_000, 64)
 FULL = (5_000, 100_000, 384)
 KW = dict(num_negatives=8, relative_margin=0.05)
-
-
-class PrecomputedModel:
-    """Just enough of a SentenceTransformer for mine_hard_negatives: encoding looks the rows up."""
-
-    similarity_fn_name = "cosine"
-
-    def __init__(self, queries: np.ndarray, corpus: np.ndarray):
-        import torch
-        from sentence_transformers.util import cos_sim, pairwise_cos_sim
-
-        self.queries, self.corpus = queries, corpus
-        self.device = torch.device("cpu")
-        self.similarity, self.similarity_pairwise = cos_sim, pairwise_cos_sim
-
-    def get_embedding_dimension(self) -> int:
-        return self.corpus.shape[1]
-
-    @staticmethod
-    def _rows(texts) -> np.ndarray:
-        return np.fromiter((int(t[1:]) for t in texts), dtype=np.int64, count=len(texts))
-
-    def encode_query(self, texts, **kw):
-        return self.queries[self._rows(texts)]
-
-    def encode_document(self, texts, **kw):
-        return self.corpus[self._rows(texts)]
 
 
 @pytest.fixture(scope="module")
