@@ -212,13 +212,18 @@ class Mined:
 
     def to_pandas(self) -> Any:
         """``to_arrow().to_pandas()``: a ``pandas.DataFrame`` with one row per query (list cells as arrays)."""
+        from ._optional import require
+
+        require("pandas", "Mined.to_pandas")
         return self.to_arrow().to_pandas()
 
 
 def to_arrow_table(query: np.ndarray, negatives: np.ndarray, scores: np.ndarray, positives: np.ndarray,
                    positive_scores: np.ndarray) -> Any:
     """The Arrow layout shared by :meth:`Mined.to_arrow` and the Parquet shards of ``mine_to_disk``."""
-    import pyarrow as pa
+    from ._optional import require
+
+    pa = require("pyarrow", "Mined.to_arrow")
 
     def fixed(a: np.ndarray, typ: Any) -> Any:
         width = a.shape[1]
@@ -419,8 +424,16 @@ def _open_index(corpus: Any, index: Any, metric: str | None, threads: Any) -> An
     return found
 
 
+def _in_notebook() -> bool:
+    """Running in a Jupyter kernel (where stderr is no terminal but tqdm draws a widget)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
 def _progress_bar(progress: Progress, total: int, desc: str) -> tuple[Callable[[int], None], Callable[[], None]]:
-    """Returns ``(advance(n), close())`` for ``progress``: None = tqdm on a terminal, True/False, or a callable."""
+    """Returns ``(advance(n), close())`` for ``progress``: None = tqdm on a terminal or in a notebook,
+    True/False, or a callable."""
     if callable(progress) and not isinstance(progress, bool):
         done = [0]
 
@@ -429,7 +442,7 @@ def _progress_bar(progress: Progress, total: int, desc: str) -> tuple[Callable[[
             progress(done[0], total)
 
         return advance, lambda: None
-    show = sys.stderr.isatty() if progress is None else bool(progress)
+    show = (sys.stderr.isatty() or _in_notebook()) if progress is None else bool(progress)
     if not show:
         return (lambda n: None), (lambda: None)
     from tqdm.auto import tqdm
@@ -515,8 +528,9 @@ def mine(
     threads : int, optional
         Worker threads (default: every core).
     progress : None, bool or callable, optional
-        ``None``: a tqdm bar when stderr is a terminal; ``True``/``False``: always/never;
-        a callable gets ``(queries_done, total)`` after each chunk.
+        ``None``: a tqdm bar (``tqdm.auto``: a widget in Jupyter, with ``ipywidgets``) when stderr
+        is a terminal or in a notebook; ``True``/``False``: always/never; a callable gets
+        ``(queries_done, total)`` after each chunk.
     simans_a, simans_b : float
         SimANS weights ``exp(-a * (s - p - b) ** 2)`` (defaults 0.5 and 0 as in the SimANS code).
     chunk_size : int, optional
