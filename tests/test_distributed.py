@@ -119,24 +119,21 @@ def _fault_mid_run(rank, world, q, shard, pos, lo):
     """The last rank's search fails in the second chunk (an injected fault, e.g. a disk error)."""
     import hardneg.distributed as hd
 
-    import hardneg._hardneg as ext
-
-    real = ext.search_partial
+    real = hd._Run._search
     calls = []
 
-    def failing(*args, **kwargs):
+    def failing(self, *args):
         calls.append(1)
         if len(calls) == 2:
             raise OSError("injected read error")
-        return real(*args, **kwargs)
+        return real(self, *args)
 
     if rank == world - 1:
-        hd._hardneg = type("Patched", (), {"search_partial": staticmethod(failing),
-                                           "merge_topk": staticmethod(ext.merge_topk)})
+        hd._Run._search = failing
     try:
         return hd.mine(q, shard, pos, row_offset=lo, range_max=K, metric="ip", chunk_size=16)
     finally:
-        hd._hardneg = ext
+        hd._Run._search = real
 
 
 def _worker(rank, world, init_file, out_dir, scenario, tmp):

@@ -3,13 +3,14 @@
 Two ways to split the work, both giving exactly the single-process :func:`hardneg.mine` result:
 
 * ``split="corpus"`` (default): each rank holds one shard of the corpus and every rank holds all
-  queries and positives. For each chunk of queries every rank searches its shard
-  (:func:`hardneg.search_partial`, ``k = range_max``, positives and ``exclude`` skipped by global
-  id) and scores the positives that live in its shard. One ``all_to_all`` then hands rank ``r``
-  the fixed-size candidate rows of its slice of the chunk from every rank; it merges them
-  (:func:`hardneg.merge_topk`), takes each positive's score from the rank that owns the row, and
-  runs the same selection as :func:`hardneg.mine`, seeded by the global query index. Only
-  candidates travel: ``12 * range_max + 4 * P`` bytes per query and rank, never the corpus.
+  queries and positives. The mining engine of :func:`hardneg.mine` runs on every rank over its
+  shard seen as the whole corpus (global ids): for each chunk of queries it searches the shard
+  (``k = range_max``, positives and ``exclude`` skipped by global id) and scores the positives
+  that live in the shard. One ``all_to_all`` then hands rank ``r`` the fixed-size candidate rows
+  of its slice of the chunk from every rank; it merges them (:func:`hardneg.merge_topk`), takes
+  each positive's score from the rank that holds the row, and runs the engine's selection step,
+  seeded by the global query index. Only candidates travel: ``12 * range_max + 4 * P`` bytes per
+  query and rank, never the corpus.
 * ``split="queries"``: every rank holds the whole corpus and mines its slice of each chunk.
 
 Finally the selected negatives go to every rank (``dst=None``) or to one. Before any work the
@@ -43,18 +44,7 @@ from .errors import (
     ShapeError,
 )
 from .index import FlatIndex
-from .mining import (
-    Mined,
-    Progress,
-    _check_dim,
-    _csr_to_padded,
-    _Plan,
-    _progress_bar,
-    _slice_csr,
-    _zero_stats,
-    load_matrix,
-    score_distribution,
-)
+from .mining import Mined, Progress, _check_dim, _Plan, _progress_bar, _zero_stats, load_matrix, score_distribution
 from .selection import SIMANS_A, SIMANS_B, STAT_NAMES, Sampling
 
 __all__ = ["mine"]
@@ -291,6 +281,27 @@ def _unpack(words: np.ndarray, layout: list[tuple[Any, int]]) -> list[np.ndarray
     return out
 
 
+def _padded(offsets: np.ndarray, ids: np.ndarray, width: int) -> np.ndarray:
+    """CSR id rows as ``[rows, width]`` padded with -1 (every row has at most ``width`` ids)."""
+    lens = np.diff(offsets)
+    out = np.full((len(lens), width), -1, np.int64)
+    out[np.arange(width) < lens[:, None]] = ids[offsets[0] : offsets[-1]]
+    return out
+
+
+class _ShardIndex:
+    """This rank's shard as the mining engine sees it: the whole corpus of ``total_rows`` rows
+    with global ids, holding rows ``row_offset ..`` (none when ``index`` is None)."""
+
+    def __init__(self, index: FlatIndex | None, row_offset: int, total_rows: int, dim: int, metric: str) -> None:
+        self._inner = _hardneg.ShardIndex(None if index is None else index._inner, row_offset=row_offset,
+                                          total_rows=total_rows, dim=dim, metric=metric)
+        self.metric, self.dim, self._rows = metric, dim, total_rows
+
+    def __len__(self) -> int:
+        return self._rows
+
+
 def _slices(a: int, b: int, world: int) -> list[int]:
     """Cut points giving each rank a contiguous, near-equal slice of queries ``a:b``."""
     return [a + ((b - a) * r) // world for r in range(world + 1)]
@@ -455,7 +466,7 @@ relative_margin, sampling, seed, exclude, exclude_self, simans_a, simans_b
         id_digest = [id_lists_to_csr(x, nq, what, allow_1d=True) for what, x in ids.items() if x is not None]
         given = {k: v for k, v in kwargs.items() if k not in ("threads", "chunk_size", "num_negatives", "metric",
                                                              "range_min", "range_max", "exclude")}
-        loaded.update(queries=q, index=index, **ids)
+        loaded.update(queries=q, index=index, dim=dim, metric=sim, **ids)
         header = dict(
             protocol=_PROTOCOL, split=("corpus", "queries").index(split), dim=dim, queries=nq,
             metric=("dot", "cosine").index(sim),
@@ -480,28 +491,25 @@ relative_margin, sampling, seed, exclude, exclude_self, simans_a, simans_b
     plans: list[_Plan] = []
 
     def check() -> None:
-        """The arguments and ids as hardneg.mine checks them (ids against the whole corpus)."""
-        rows = {"corpus_rows": n} if split == "corpus" else {}
-        plans.append(_Plan(loaded["queries"], loaded["index"], loaded["positives"], **rows,
+        """The arguments and ids as hardneg.mine checks them (ids against the whole corpus); the
+        engine runs over this rank's shard seen as the whole corpus, or over the whole corpus."""
+        index = loaded["index"]
+        if split == "corpus":
+            index = _ShardIndex(index, int(offsets[comm.rank]), n, loaded["dim"], loaded["metric"])
+        plans.append(_Plan(loaded["queries"], None, loaded["positives"], index=index,
                            **{**kwargs, "exclude": loaded["exclude"]}))
         plans[0].check_queries_finite()
 
     _agree(comm, "check its arguments", check)
-    return _Run(comm, plans[0], offsets, shard_rows, n, split, dst).run(progress)
+    return _Run(comm, plans[0], split, dst).run(progress)
 
 
 class _Run:
     """The chunk loop of :func:`mine` on one rank."""
 
-    def __init__(self, comm: _Comm, plan: _Plan, offsets: np.ndarray, shard_rows: np.ndarray, n: int, split: str,
-                 dst: int | None) -> None:
-        self.comm, self.plan, self.n, self.split, self.dst = comm, plan, n, split, dst
-        self.offset = int(offsets[comm.rank])
+    def __init__(self, comm: _Comm, plan: _Plan, split: str, dst: int | None) -> None:
+        self.comm, self.plan, self.split, self.dst = comm, plan, split, dst
         self.K, self.P, self.nn = plan.range_max, plan.pos_width, plan.num_negatives
-        # Owner lookup of a global id: the non-empty shards by start row.
-        live = [r for r in np.argsort(offsets, kind="stable") if shard_rows[r] > 0]
-        self.starts = offsets[live].astype(np.int64)
-        self.owners = np.asarray(live, np.int64)
         self.receives = dst is None or dst == comm.rank
         self.seconds = {"search": 0.0, "merge": 0.0, "select": 0.0}
 
@@ -511,36 +519,23 @@ class _Run:
         self.seconds[what] += time.perf_counter() - t0
         return out
 
-    def _search(self, q: np.ndarray, a: int, b: int, pos: np.ndarray) -> np.ndarray:
-        """This shard's candidates for queries ``a:b`` and the scores of the positives it holds,
-        packed as the rows the candidate exchange sends."""
-        plan, K, P, index = self.plan, self.K, self.P, self.plan.index
-        rows = b - a
-        if index is None:  # an empty shard only pads
-            return _pack(np.full((rows, K), np.nan, np.float32), np.full((rows, K), -1, np.int64),
-                         np.full((rows, P), np.nan, np.float32))
-        eo, ei = _slice_csr(*plan.excl, a, b)
-        s, i = _hardneg.search_partial(index._inner, q, K, row_offset=self.offset, exclude_offsets=eo,
-                                       exclude_ids=ei, total_rows=self.n, threads=plan.threads)
-        local = pos - self.offset
-        owned = (pos != -1) & (local >= 0) & (local < len(index))
-        ps = index.score(q, np.where(owned, local, -1)) if P else np.zeros((rows, 0), np.float32)
+    def _search(self, q: np.ndarray, a: int, b: int) -> np.ndarray:
+        """The engine's candidates for queries ``a:b`` over this shard and the scores of the
+        positives it holds (NaN for other shards' rows), packed as the candidate exchange sends them."""
+        plan = self.plan
+        exclude = () if plan.exclude is None else (plan.exclude[0][a : b + 1], plan.exclude[1])
+        s, i, _, ps = plan.miner.candidates(q, plan.pos[0][a : b + 1], plan.pos[1], *exclude, query_offset=a)
         return _pack(s, i, ps)
 
-    def _merge(self, received: np.ndarray, my_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _merge(self, received: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Merges the candidate rows every rank sent for this rank's slice; each positive's score
-        is taken from the rank whose shard holds its row."""
+        comes from the one rank whose shard holds its row (the others sent NaN)."""
         world, K, P = self.comm.world, self.K, self.P
-        rows = my_pos.shape[0]
         blocks = received.reshape(world, rows, received.shape[1])
         parts = [_unpack(blocks[r], [(np.float32, K), (np.int64, K), (np.float32, P)]) for r in range(world)]
         ms, mi = _hardneg.merge_topk([(p[0], p[1]) for p in parts], K, threads=self.plan.threads)
-        live = my_pos != -1
-        owner = self.owners[np.searchsorted(self.starts, np.where(live, my_pos, 0), side="right") - 1]
-        by_rank = np.stack([p[2] for p in parts])
-        rr, cc = np.indices(my_pos.shape)
-        pscore = np.where(live, by_rank[owner, rr, cc], np.float32(np.nan)).astype(np.float32)
-        return ms, mi, pscore
+        pscore = np.fmax.reduce([p[2] for p in parts]) if P else np.zeros((rows, 0), np.float32)
+        return ms, mi, np.ascontiguousarray(pscore, np.float32)
 
     def _step(self, a: int, b: int, cuts: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
         """Mines this rank's slice ``cuts[rank]:cuts[rank + 1]`` of the chunk ``a:b``: returns its
@@ -562,19 +557,18 @@ class _Run:
                 return None
 
         if self.split == "corpus":
-            pos = _csr_to_padded(*_slice_csr(*plan.pos, a, b), P)
             q = attempt("search", lambda: as_matrix(np.asarray(plan.queries[a:b]), "queries"))
-            sent = attempt("search", lambda: self._search(q, a, b, pos))
+            sent = attempt("search", lambda: self._search(q, a, b))
             send_rows = [cuts[r + 1] - cuts[r] for r in range(comm.world)]
             if sent is None:  # keep the exchange in step with padding; the status below stops every rank
                 sent = _pack(np.full((b - a, K), np.nan, np.float32), np.full((b - a, K), -1, np.int64),
                              np.full((b - a, P), np.nan, np.float32))
             received = comm.all_to_all(sent, send_rows, hi - lo, "candidate")
             if hi > lo:
-                merged = attempt("merge", lambda: self._merge(received, pos[lo - a : hi - a]))
+                merged = attempt("merge", lambda: self._merge(received, hi - lo))
                 if merged is not None:
                     ms, mi, pscore = merged
-                    picked = attempt("select", lambda: plan.select(ms, mi, pscore, lo))
+                    picked = attempt("select", lambda: plan.miner.select(ms, mi, pscore, query_offset=lo))
                     if picked is not None:
                         out = (picked[0], picked[1], pscore, picked[2])
         elif hi > lo:
@@ -624,7 +618,7 @@ class _Run:
         if not self.receives:
             return None
         out: dict[str, Any] = {k: int(v) for k, v in zip(STAT_NAMES, totals)}
-        pos_ids = _csr_to_padded(*plan.pos, P)
+        pos_ids = _padded(*plan.pos, P)
         out["score_distribution"] = score_distribution(pos_scores, negatives, scores)
         out["distributed"] = {"world_size": comm.world, "split": self.split, "bytes_sent": comm.bytes_sent,
                               "bytes_received": comm.bytes_received, "seconds_exchange": comm.seconds,

@@ -8,6 +8,10 @@
 //! not depend on the shard, the chunking or the thread count (see [`crate::topk`]), so the merge
 //! of the shards' results equals a search over the whole corpus, bit for bit. The merge is
 //! associative and commutative: shards can be merged in any order or as a tree.
+//!
+//! [`Shard`] shows one shard to the mining engine as the whole corpus (global ids), so a rank of
+//! a distributed run gets its candidate lists from [`crate::mine::Miner::candidates`] and, after
+//! the merge, its negatives from [`crate::mine::Miner::select`]: the same code as one process.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -15,7 +19,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, Result};
 use crate::exclude::Exclusions;
-use crate::index::{SearchParams, Searcher};
+use crate::index::{Metric, SearchParams, Searcher};
 use crate::matrix::MatrixRef;
 use crate::mine::Candidates;
 use crate::topk::{resolve_threads, TopK};
@@ -133,6 +137,89 @@ fn shard_exclusions(ex: GlobalIds<'_>, rows: usize, row_offset: u64, n: usize, t
         offsets.push(ids.len() as i64);
     }
     Exclusions::from_csr("exclude", &offsets, &ids, n)
+}
+
+/// One shard of a corpus of `total_rows` rows, holding global rows
+/// `row_offset..row_offset + inner.len()` (no rows when `inner` is `None`), as a [`Searcher`]
+/// over the whole corpus: ids are global, exclusions are given in global ids, a search returns
+/// the shard's best rows (padded with `-1` / NaN), and [`Searcher::score`] scores the ids the
+/// shard holds and gives NaN to the rows of other shards (ids outside `0..total_rows` are errors).
+pub struct Shard<S> {
+    inner: Option<S>,
+    row_offset: u64,
+    total_rows: usize,
+    dim: usize,
+    metric: Metric,
+}
+
+impl<S: Searcher> Shard<S> {
+    /// Checks that the shard lies inside the corpus and matches `dim` and `metric`.
+    pub fn new(inner: Option<S>, row_offset: u64, total_rows: usize, dim: usize, metric: Metric) -> Result<Self> {
+        if let Some(s) = &inner {
+            let end = row_offset.checked_add(s.len() as u64).filter(|&e| e <= total_rows as u64);
+            if end.is_none() {
+                return Err(Error::param(
+                    "row_offset",
+                    format!("the shard holds global rows {row_offset}..{row_offset}+{} but the corpus has only {total_rows} rows; fix row_offset or the corpus size", s.len()),
+                ));
+            }
+            if s.dim() != dim {
+                return Err(Error::param("dim", format!("the shard has dimension {} but the corpus has dimension {dim}", s.dim())));
+            }
+            if s.metric() != metric {
+                return Err(Error::param("metric", format!("the shard measures {} but the corpus {}", s.metric().name(), metric.name())));
+            }
+        }
+        Ok(Shard { inner, row_offset, total_rows, dim, metric })
+    }
+
+    fn rows(&self) -> usize {
+        self.inner.as_ref().map_or(0, Searcher::len)
+    }
+}
+
+impl<S: Searcher> Searcher for Shard<S> {
+    fn len(&self) -> usize {
+        self.total_rows
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    fn search(&self, queries: MatrixRef<'_>, params: &SearchParams<'_>) -> Result<TopK> {
+        let rows = queries.rows();
+        let Some(inner) = self.inner.as_ref().filter(|s| !s.is_empty()) else {
+            if params.k < 1 {
+                return Err(Error::param("k", format!("k must be at least 1, got {}", params.k)));
+            }
+            return Ok(TopK { rows, k: params.k, scores: vec![f32::NAN; rows * params.k], ids: vec![-1; rows * params.k] });
+        };
+        let local = params.exclude.map(|ex| ex.window(self.row_offset, self.rows()));
+        let mut top = inner.search(queries, &SearchParams { exclude: local.as_ref(), ..*params })?;
+        let offset = self.row_offset as i64;
+        top.ids.iter_mut().filter(|id| **id >= 0).for_each(|id| *id += offset);
+        Ok(top)
+    }
+
+    fn score(&self, queries: MatrixRef<'_>, ids: &[i64], width: usize) -> Result<Vec<f32>> {
+        let (start, end) = (self.row_offset as i64, (self.row_offset + self.rows() as u64) as i64);
+        let mut local = Vec::with_capacity(ids.len());
+        for (j, &id) in ids.iter().enumerate() {
+            if id < -1 || id >= self.total_rows as i64 {
+                return Err(Error::IdOutOfRange { what: "ids", row: j / width.max(1), id, n: self.total_rows });
+            }
+            local.push(if (start..end).contains(&id) { id - start } else { -1 });
+        }
+        match &self.inner {
+            Some(inner) => inner.score(queries, &local, width),
+            None => Ok(vec![f32::NAN; local.len()]),
+        }
+    }
 }
 
 /// One entry of a row being merged; the greatest entry is the best (higher score, then lower id).
@@ -336,6 +423,73 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn mining_over_shards_equals_mining_the_whole_corpus() {
+        use crate::exclude::IdRows;
+        use crate::mine::{MineOptions, Miner, QueryChunk, Sampling};
+
+        // Ties across shards, positives and exclusions on every shard, a shard shorter than k,
+        // an empty shard, each sampling mode.
+        let (nq, n, d, k) = (11, 120, 4, 30);
+        let c = data(n * d, 7, 6.0);
+        let q = data(nq * d, 8, 6.0);
+        let qm = MatrixRef::new("queries", &q, nq, d).unwrap();
+        let (po, pi): (Vec<i64>, Vec<i64>) = ((0..=nq as i64).map(|i| 2 * i).collect(), (0..nq as i64).flat_map(|i| [i * 11 % 120, (i * 37 + 5) % 120]).collect());
+        let (eo, ei): (Vec<i64>, Vec<i64>) = ((0..=nq as i64).collect(), (0..nq as i64).map(|i| (i * 53 + 1) % 120).collect());
+        let chunk = QueryChunk {
+            queries: qm,
+            positives: IdRows::new("positives", &po, &pi).unwrap(),
+            exclude: Some(IdRows::new("exclude", &eo, &ei).unwrap()),
+            query_offset: 3,
+        };
+        for (metric, sampling) in [(Metric::InnerProduct, Sampling::Top), (Metric::Cosine, Sampling::Random), (Metric::Cosine, Sampling::Simans { a: 0.5, b: 0.0 })] {
+            let mut opts = MineOptions::new(6, k, 2);
+            opts.select.sampling = sampling;
+            opts.select.relative_margin = Some(0.05);
+            opts.select.seed = 9;
+            opts.exclude_self = true;
+            let whole = FlatIndex::new(c.as_slice(), n, d, metric, 1).unwrap();
+            let want = Miner::new(&whole, opts).unwrap().mine(&chunk, None).unwrap();
+            for cuts in [vec![0, 60, 120], vec![0, 7, 7, 90, 120]] {
+                let idx: Vec<FlatIndex> = cuts.windows(2).filter(|w| w[1] > w[0]).map(|w| FlatIndex::new(&c[w[0] * d..w[1] * d], w[1] - w[0], d, metric, 1).unwrap()).collect();
+                let mut held = idx.iter();
+                let shards: Vec<Shard<&FlatIndex>> = cuts
+                    .windows(2)
+                    .map(|w| Shard::new((w[1] > w[0]).then(|| held.next().unwrap()), w[0] as u64, n, d, metric).unwrap())
+                    .collect();
+                let parts: Vec<_> = shards.iter().map(|s| Miner::new(s, opts).unwrap().candidates(&chunk, None).unwrap()).collect();
+                let merged = merge_topk(&parts.iter().map(|p| p.top.view()).collect::<Vec<_>>(), k, 1).unwrap();
+                // Exactly one shard scores each positive; the others give NaN.
+                let pos: Vec<f32> = (0..parts[0].positive_scores.len())
+                    .map(|j| parts.iter().map(|p| p.positive_scores[j]).fold(f32::NAN, f32::max))
+                    .collect();
+                let lone = Shard::new(None::<&FlatIndex>, 0, n, d, metric).unwrap();
+                let sel = Miner::new(&lone, opts).unwrap().select(merged.view(), &pos, chunk.query_offset).unwrap();
+                assert_eq!(sel.ids, want.negatives, "{cuts:?} {sampling:?}");
+                assert_eq!(sel.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+                assert_eq!(pos.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.positive_scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+                assert_eq!(sel.stats, want.stats);
+            }
+        }
+    }
+
+    #[test]
+    fn a_shard_rejects_what_lies_outside_the_corpus() {
+        let (n, d) = (5, 2);
+        let c = data(n * d, 3, 6.0);
+        let idx = FlatIndex::new(c.as_slice(), n, d, Metric::InnerProduct, 1).unwrap();
+        assert!(matches!(Shard::new(Some(&idx), 3, 7, d, Metric::InnerProduct), Err(Error::InvalidParameter { name: "row_offset", .. })));
+        assert!(matches!(Shard::new(Some(&idx), 0, 7, 3, Metric::InnerProduct), Err(Error::InvalidParameter { name: "dim", .. })));
+        assert!(matches!(Shard::new(Some(&idx), 0, 7, d, Metric::Cosine), Err(Error::InvalidParameter { name: "metric", .. })));
+        let s = Shard::new(Some(&idx), 2, 7, d, Metric::InnerProduct).unwrap();
+        let q = data(d, 4, 6.0);
+        let qm = MatrixRef::new("queries", &q, 1, d).unwrap();
+        let got = s.score(qm, &[2, 1, -1, 6], 4).unwrap();
+        assert_eq!(got[0].to_bits(), idx.score(qm, &[0], 1).unwrap()[0].to_bits());
+        assert!(got[1].is_nan() && got[2].is_nan() && got[3].to_bits() == idx.score(qm, &[4], 1).unwrap()[0].to_bits());
+        assert!(matches!(s.score(qm, &[7], 1), Err(Error::IdOutOfRange { id: 7, n: 7, .. })));
     }
 
     #[test]

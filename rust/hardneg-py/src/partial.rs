@@ -1,8 +1,10 @@
-//! Bindings of search split over corpus shards: `search_partial` over a `FlatIndex` shard and
-//! `merge_topk` of partial results.
+//! Bindings of search split over corpus shards: `search_partial` over a `FlatIndex` shard,
+//! `merge_topk` of partial results, and `ShardIndex` (a shard the mining engine mines as the
+//! whole corpus).
 
 use hardneg_core::mine::Candidates;
-use hardneg_core::partial::{self, GlobalIds, PartialParams};
+use hardneg_core::partial::{self, GlobalIds, PartialParams, Shard};
+use hardneg_core::Metric;
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -11,6 +13,7 @@ use crate::arrays::{contiguous, matrix_ref};
 use crate::detach::run_detached;
 use crate::errors::{ParameterError, ShapeError};
 use crate::index::FlatIndex;
+use crate::searcher::IndexRef;
 
 /// `(scores float32 [Q, k], ids int64 [Q, k])`.
 type ScoresIds<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
@@ -73,4 +76,28 @@ pub fn merge_topk<'py>(
     }
     let top = run_detached(py, |_| partial::merge_topk(&views, k, threads))?;
     Ok(to_arrays(py, top))
+}
+
+/// One shard of a corpus of `total_rows` rows (global rows `row_offset..` + the index's rows; no
+/// rows when `index` is None) that `Miner` mines with global ids: exclusions in global ids, the
+/// positives of other shards scored NaN.
+#[pyclass(frozen, module = "hardneg._hardneg")]
+pub struct ShardIndex {
+    pub(crate) shard: Shard<IndexRef>,
+}
+
+#[pymethods]
+impl ShardIndex {
+    #[new]
+    #[pyo3(signature = (index, *, row_offset, total_rows, dim, metric))]
+    fn new(index: Option<&Bound<'_, PyAny>>, row_offset: u64, total_rows: usize, dim: usize, metric: &str) -> PyResult<Self> {
+        let inner = index.map(IndexRef::extract).transpose()?;
+        let metric = Metric::from_name(if metric == "dot" { "ip" } else { metric }).map_err(crate::errors::to_py)?;
+        let shard = Shard::new(inner, row_offset, total_rows, dim, metric).map_err(crate::errors::to_py)?;
+        Ok(ShardIndex { shard })
+    }
+
+    fn __len__(&self) -> usize {
+        hardneg_core::Searcher::len(&self.shard)
+    }
 }

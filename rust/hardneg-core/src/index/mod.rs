@@ -95,3 +95,26 @@ pub trait Searcher: Sync {
     /// Scores of given ids, exactly as [`Searcher::search`] scores them.
     fn score(&self, queries: MatrixRef<'_>, ids: &[i64], width: usize) -> Result<Vec<f32>>;
 }
+
+/// A reference to a searcher is a searcher (for wrappers generic over what they hold).
+impl<S: Searcher + ?Sized> Searcher for &S {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    fn dim(&self) -> usize {
+        (**self).dim()
+    }
+
+    fn metric(&self) -> Metric {
+        (**self).metric()
+    }
+
+    fn search(&self, queries: MatrixRef<'_>, params: &SearchParams<'_>) -> Result<TopK> {
+        (**self).search(queries, params)
+    }
+
+    fn score(&self, queries: MatrixRef<'_>, ids: &[i64], width: usize) -> Result<Vec<f32>> {
+        (**self).score(queries, ids, width)
+    }
+}
