@@ -156,3 +156,40 @@ def test_bad_partials_raise_typed_errors():
         hardneg.search_partial(np.ones((1, 2), np.float32), corpus[:0], 1)
     with pytest.raises(ParameterError):
         hardneg.search_partial(q, corpus, 1, row_offset=-1)
+
+
+def test_the_engine_over_shards_equals_the_engine_over_the_corpus():
+    """_hardneg.ShardIndex + Miner.candidates per shard, merge_topk, Miner.select == Miner.mine."""
+    from hardneg import _hardneg
+
+    rng = np.random.default_rng(5)
+    n, nq, d, k = 90, 12, 6, 20
+    corpus = rng.integers(-2, 3, (n, d)).astype(np.float32)  # many exact ties
+    queries = rng.integers(-2, 3, (nq, d)).astype(np.float32)
+    po, pi = np.arange(nq + 1, dtype=np.int64) * 2, rng.integers(0, n, 2 * nq)
+    opts = dict(num_negatives=5, positive_width=2, range_max=k, sampling="random", seed=3, relative_margin=0.1)
+    whole = hardneg.FlatIndex(corpus, metric="ip")
+    want = _hardneg.Miner(whole._inner, **opts).mine(queries, po, pi, query_offset=4)
+    parts = []
+    for a, b in [(0, 40), (40, 40), (40, 47), (47, n)]:
+        inner = hardneg.FlatIndex(corpus[a:b], metric="ip")._inner if b > a else None
+        shard = _hardneg.ShardIndex(inner, row_offset=a, total_rows=n, dim=d, metric="dot")
+        assert len(shard) == n
+        parts.append(_hardneg.Miner(shard, **opts).candidates(queries, po, pi, query_offset=4))
+    ms, mi = hardneg.merge_topk([(p[0], p[1]) for p in parts], k)
+    pscore = np.fmax.reduce([p[3] for p in parts])
+    assert (np.isnan(np.stack([p[3] for p in parts])).sum(axis=0) == len(parts) - 1).all()  # one owner each
+    neg, sc, stats = _hardneg.Miner(whole._inner, **opts).select(ms, mi, pscore, query_offset=4)
+    np.testing.assert_array_equal(neg, want[0])
+    np.testing.assert_array_equal(_bits(sc), _bits(want[1]))
+    np.testing.assert_array_equal(_bits(pscore), _bits(want[3]))
+    assert stats == want[4]
+    miner = _hardneg.Miner(whole._inner, **opts)
+    with pytest.raises(ParameterError, match="20 candidates"):
+        miner.select(np.ascontiguousarray(ms[:, :5]), np.ascontiguousarray(mi[:, :5]), pscore)
+    with pytest.raises(ShapeError):
+        miner.select(ms, mi[:3], pscore)
+    with pytest.raises(ParameterError, match="row_offset"):
+        _hardneg.ShardIndex(whole._inner, row_offset=1, total_rows=n, dim=d, metric="dot")
+    with pytest.raises(ParameterError, match="metric"):
+        _hardneg.ShardIndex(whole._inner, row_offset=0, total_rows=n, dim=d, metric="cosine")
