@@ -81,6 +81,11 @@ def test_more_parts_than_shards_and_a_whole_run_finishing_parts(tmp_path, data):
     written = os.stat(out / "part-00001.parquet").st_mtime_ns
     same(hardneg.mine_to_disk(q, c, pos, out, shard_size=80, progress=False, **KW), ref)  # skips shard 1
     assert os.stat(out / "part-00001.parquet").st_mtime_ns == written
+    index = hardneg.FlatIndex(c, metric="cosine")  # parts of a job over an index (index=, --index)
+    out = tmp_path / "index"
+    for p in ("1/2", "0/2"):
+        got = hardneg.mine_to_disk(q, None, pos, out, index=index, shard_size=80, progress=False, part=p, **KW)
+    same(got, ref)
 
 
 def test_bad_parts_are_refused(tmp_path, data):
