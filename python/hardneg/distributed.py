@@ -315,7 +315,7 @@ def mine(
     row_offset: int | None = None,
     split: Literal["corpus", "queries"] = "corpus",
     num_negatives: int = 8,
-    metric: str = "cosine",
+    metric: str | None = None,
     range_min: int = 0,
     range_max: int | None = None,
     min_score: float | None = None,
@@ -431,7 +431,7 @@ relative_margin, sampling, seed, exclude, exclude_self, simans_a, simans_b
         comm.timeout = _as_timeout(timeout)
         if split not in ("corpus", "queries"):
             raise ParameterError(f"split must be 'corpus' or 'queries', got {split!r}")
-        sim = similarity_name(metric, "metric")
+        sim = None if metric is None else similarity_name(metric, "metric")
         if dst is not None and (isinstance(dst, bool) or not isinstance(dst, int) or not 0 <= dst < comm.world):
             raise ParameterError(f"dst must be a rank in 0..{comm.world - 1} or None, got {dst!r}")
         if row_offset is not None and (isinstance(row_offset, bool) or not isinstance(row_offset, int)
@@ -444,10 +444,13 @@ relative_margin, sampling, seed, exclude, exclude_self, simans_a, simans_b
         shard = load_matrix(corpus_shard, "corpus_shard")
         if isinstance(shard, FlatIndex):
             index, rows, dim = shard, len(shard), shard.dim
-            if shard.metric != sim:
+            if sim is None:
+                sim = similarity_name(shard.metric, "metric")
+            elif similarity_name(shard.metric, "metric") != sim:
                 raise ParameterError(f"the shard's index was built with metric={shard.metric!r} but metric={metric!r} "
                                      f"was asked; pass metric={shard.metric!r} or build the index with metric={metric!r}")
         else:
+            sim = sim or "cosine"
             shape = getattr(shard, "shape", None)
             if shape is not None and len(shape) == 2 and shape[0] == 0 and shape[1] > 0 and split == "corpus":
                 index, rows, dim = None, 0, int(shape[1])  # an empty shard: it only pads
@@ -497,7 +500,7 @@ relative_margin, sampling, seed, exclude, exclude_self, simans_a, simans_b
         if split == "corpus":
             index = _ShardIndex(index, int(offsets[comm.rank]), n, loaded["dim"], loaded["metric"])
         plans.append(_Plan(loaded["queries"], None, loaded["positives"], index=index,
-                           **{**kwargs, "exclude": loaded["exclude"]}))
+                           **{**kwargs, "exclude": loaded["exclude"], "metric": loaded["metric"]}))
         plans[0].check_queries_finite()
 
     _agree(comm, "check its arguments", check)
