@@ -22,9 +22,11 @@ class FlatIndex:
         exclude_offsets: npt.NDArray[np.int64] | None = None,
         exclude_ids: npt.NDArray[np.int64] | None = None,
         threads: int = 0,
-        isa: str | None = None,
+        kernel: str | None = None,
         chunk_rows: int | None = None,
         dim_slice: int | None = None,
+        overfetch: int | None = None,
+        bound_factor: float = 1.0,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
 
 def isa() -> str: ...

@@ -72,6 +72,18 @@ impl Exclusions {
         !row.is_empty() && row.binary_search(&id).is_ok()
     }
 
+    /// The exclusions of the queries `rows` (in that order), as a new set whose row `i` is row
+    /// `rows[i]` of this one.
+    pub fn select(&self, rows: &[usize]) -> Exclusions {
+        let mut out = Exclusions { offsets: Vec::with_capacity(rows.len() + 1), ids: Vec::new() };
+        out.offsets.push(0);
+        for &q in rows {
+            out.ids.extend_from_slice(self.row(q));
+            out.offsets.push(out.ids.len());
+        }
+        out
+    }
+
     /// The largest number of ids excluded for any single query, and that query.
     pub fn max_row_len(&self) -> (usize, usize) {
         (0..self.rows()).map(|q| (self.row(q).len(), q)).max_by_key(|&(len, q)| (len, std::cmp::Reverse(q))).unwrap_or((0, 0))
@@ -104,6 +116,8 @@ mod tests {
         assert!(e.row(1).is_empty());
         assert!(e.contains(0, 5) && !e.contains(0, 3) && e.contains(2, 0));
         assert_eq!(e.max_row_len(), (2, 0));
+        let s = e.select(&[2, 0, 2]);
+        assert_eq!((s.rows(), s.row(0), s.row(1), s.row(2)), (3, &[0u64][..], &[2u64, 5][..], &[0u64][..]));
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod topk;
 pub use error::{Error, Result};
 pub use exclude::Exclusions;
 pub use matrix::MatrixRef;
-pub use topk::{pair_score, score_ids, search, Isa, SearchOptions, TopK};
+pub use topk::{kernel_stats, pair_score, score_ids, search, Bf16Rows, Isa, Kernel, KernelCounter, KernelStats, SearchOptions, TopK};
 
 pub mod cluster;
 pub mod batchplan;

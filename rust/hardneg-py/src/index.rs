@@ -6,9 +6,12 @@ use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::arrays::{matrix_ref, parse_isa};
+use crate::arrays::{matrix_ref, parse_kernel};
 use crate::detach::run_detached;
-use crate::errors::{to_py, ParameterError, ShapeError};
+use crate::errors::{ParameterError, ShapeError};
+
+/// `(scores float32 [Q, k], ids int64 [Q, k])`.
+type ScoresIds<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
 
 /// An exact inner-product index over a borrowed, C-contiguous float32 corpus `[N, d]`.
 ///
@@ -98,7 +101,7 @@ impl FlatIndex {
     }
 
     /// Exact top-k: returns `(scores float32 [Q, k], ids int64 [Q, k])`.
-    #[pyo3(signature = (queries, k, *, exclude_offsets = None, exclude_ids = None, threads = 0, isa = None, chunk_rows = None, dim_slice = None))]
+    #[pyo3(signature = (queries, k, *, exclude_offsets = None, exclude_ids = None, threads = 0, kernel = None, chunk_rows = None, dim_slice = None, overfetch = None, bound_factor = 1.0))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
@@ -108,11 +111,13 @@ impl FlatIndex {
         exclude_offsets: Option<PyReadonlyArray1<'py, i64>>,
         exclude_ids: Option<PyReadonlyArray1<'py, i64>>,
         threads: usize,
-        isa: Option<&str>,
+        kernel: Option<&str>,
         chunk_rows: Option<usize>,
         dim_slice: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
-        let isa = parse_isa(isa)?;
+        overfetch: Option<usize>,
+        bound_factor: f64,
+    ) -> PyResult<ScoresIds<'py>> {
+        let kernel = parse_kernel(kernel)?;
         let corpus = self.corpus.bind(py).readonly();
         let c = matrix_ref("corpus", &corpus)?;
         let q = matrix_ref("queries", &queries)?;
@@ -127,7 +132,18 @@ impl FlatIndex {
             let qd = self.prepare(q, hardneg_core::topk::resolve_threads(threads))?;
             let qm = MatrixRef::new("queries", &qd, q.rows(), q.dim())?;
             let row_scale = self.inv_norms.as_deref();
-            let opts = SearchOptions { k, exclude: exclude.as_ref(), threads, cancel: Some(cancel), isa, chunk_rows, dim_slice, row_scale };
+            let opts = SearchOptions {
+                exclude: exclude.as_ref(),
+                threads,
+                cancel: Some(cancel),
+                kernel,
+                chunk_rows,
+                dim_slice,
+                row_scale,
+                overfetch,
+                bound_factor,
+                ..SearchOptions::new(k)
+            };
             search(qm, c, &opts)
         })?;
         let scores = Array2::from_shape_vec((top.rows, top.k), top.scores).expect("shape").into_pyarray(py);

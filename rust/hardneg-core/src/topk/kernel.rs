@@ -203,7 +203,7 @@ unsafe fn pack_corpus_avx512(c: &[f32], d: usize, start: usize, end: usize, t0: 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+pub(crate) unsafe fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
     use std::arch::x86_64::*;
     let mut t = [_mm512_setzero_ps(); 16];
     for p in 0..8 {
@@ -317,8 +317,8 @@ pub(crate) fn tile_scalar<const NQ: usize>(cb: &[f32], qg: &[f32], kc: usize, io
             continue;
         };
         if let RowScale::Rows(sc) = e.scale {
-            for r in 0..BLOCK {
-                acc[r] *= sc.0[r];
+            for (a, &f) in acc.iter_mut().zip(&sc.0) {
+                *a *= f;
             }
         }
         let mut m = 0u64;

@@ -1,0 +1,215 @@
+//! The AMX bf16 scan: proposes each query's `kp` best corpus rows by an approximate score.
+//!
+//! A thread takes a contiguous slice of the corpus and walks it in L2-sized chunks. Each chunk
+//! is converted to bf16 (or copied from a stored bf16 copy) into 64-byte aligned tiles; then
+//! every block of 32 queries runs over it with the 2 x 2 tile microkernel, dimension slice by
+//! dimension slice (partial sums wait in a small C buffer, so the query slice stays in L1).
+//! After the last slice the four result tiles of a block are compared against the queries'
+//! running thresholds, 16 queries per vector compare; only rows with a hit touch the per-query
+//! heaps. The score of a row is `bf16(q) . bf16(x)` accumulated in float32, times the row
+//! factor for cosine; [`super::certify`] turns the candidates into exact results.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::amx::{kernel_2x1, kernel_2x2, TileSession, TILE_ROWS};
+use super::bf16::{chunk_len, pack_chunk, steps, PackedQueries, RowNorms, Rows, TileBuf, PAIR, TILE_ELEMS};
+use super::heap::Heaps;
+use super::kernel::AlignedBuf;
+use crate::error::{Error, Result};
+use crate::exclude::Exclusions;
+
+/// f32 values of one 2 x 2 block of C tiles.
+const C_BLOCK: usize = 4 * TILE_ROWS * TILE_ROWS;
+
+/// Largest scaled norms of the rows a scan read (they bound the approximation error).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct NormMax {
+    /// max of `s * ||x - bf16(x)||`, `s` the row factor (1 for inner product).
+    pub(crate) residual: f64,
+    /// max of `s * ||bf16(x)||`.
+    pub(crate) rounded: f64,
+    /// max of `s`.
+    pub(crate) scale: f64,
+    /// max of `||bf16(x)|| + ||x - bf16(x)||` (unscaled: guards against float32 overflow).
+    pub(crate) raw: f64,
+}
+
+impl NormMax {
+    fn add(&mut self, n: RowNorms, s: f32) {
+        // A non-finite value (overflowing rows) must not vanish in `max`: make it infinite.
+        let fin = |x: f64| if x.is_finite() { x } else { f64::INFINITY };
+        let s = f64::from(s);
+        self.residual = self.residual.max(fin(s * f64::from(n.residual)));
+        self.rounded = self.rounded.max(fin(s * f64::from(n.rounded)));
+        self.scale = self.scale.max(fin(s));
+        self.raw = self.raw.max(fin(f64::from(n.rounded) + f64::from(n.residual)));
+    }
+
+    pub(crate) fn merge(self, o: NormMax) -> NormMax {
+        NormMax { residual: self.residual.max(o.residual), rounded: self.rounded.max(o.rounded), scale: self.scale.max(o.scale), raw: self.raw.max(o.raw) }
+    }
+}
+
+/// One scan's inputs.
+pub(crate) struct Scan<'a> {
+    pub(crate) corpus: Rows<'a>,
+    pub(crate) d: usize,
+    pub(crate) queries: &'a PackedQueries,
+    pub(crate) nq: usize,
+    /// Candidates kept per query.
+    pub(crate) kp: usize,
+    pub(crate) exclude: Option<&'a Exclusions>,
+    pub(crate) row_scale: Option<&'a [f32]>,
+    pub(crate) cancel: Option<&'a AtomicBool>,
+    /// Corpus rows per chunk (a multiple of 32).
+    pub(crate) chunk_rows: usize,
+    /// 32-dimension steps per slice.
+    pub(crate) slice_steps: usize,
+}
+
+/// What a thread's scan of its corpus slice leaves: the candidates (the heap roots are the
+/// final admission thresholds) and the norms of the rows it read.
+pub(crate) struct ScanPart {
+    pub(crate) heaps: Heaps,
+    pub(crate) norms: NormMax,
+}
+
+impl Scan<'_> {
+    /// Scans corpus rows `start..end`.
+    pub(crate) fn run(&self, start: usize, end: usize) -> Result<ScanPart> {
+        let session = TileSession::start().ok_or_else(|| Error::param("kernel", format!("the amx kernel cannot run here ({})", super::amx::status().describe())))?;
+        let (d, nq) = (self.d, self.nq);
+        let st = steps(d);
+        let ks = self.slice_steps.clamp(1, st);
+        let qblocks = nq.div_ceil(PAIR);
+        let mut heaps = Heaps::new(nq, self.kp);
+        // Thresholds padded to whole query blocks; padding queries never take a row.
+        let mut thr = AlignedBuf::zeroed(qblocks * PAIR);
+        thr.as_mut_slice().fill(f32::INFINITY);
+        thr.as_mut_slice()[..nq].fill(f32::NEG_INFINITY);
+        let chunk_cap = self.chunk_rows.max(PAIR);
+        let mut chunk = TileBuf::zeroed(chunk_len(chunk_cap, d));
+        let mut row_norms = vec![RowNorms::default(); chunk_cap];
+        let mut scales = AlignedBuf::zeroed(chunk_cap.div_ceil(PAIR) * PAIR);
+        let mut cbuf = AlignedBuf::zeroed(chunk_cap.div_ceil(PAIR) * C_BLOCK);
+        let mut norms = NormMax::default();
+        let block = st * 2 * TILE_ELEMS;
+        let mut c0 = start;
+        while c0 < end {
+            if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(Error::Cancelled);
+            }
+            let c1 = (c0 + chunk_cap).min(end);
+            let rows = c1 - c0;
+            let cblocks = rows.div_ceil(PAIR);
+            pack_chunk(self.corpus, d, c0, c1, chunk.as_mut_slice(), &mut row_norms);
+            let sc = scales.as_mut_slice();
+            sc.fill(0.0);
+            for r in 0..rows {
+                sc[r] = self.row_scale.map_or(1.0, |s| s[c0 + r]);
+                norms.add(row_norms[r], sc[r]);
+            }
+            for qb in 0..qblocks {
+                let halves = (nq - qb * PAIR).div_ceil(TILE_ROWS).min(2);
+                let mut s0 = 0;
+                while s0 < st {
+                    let n = ks.min(st - s0);
+                    let last = s0 + n == st;
+                    for cb in 0..cblocks {
+                        let off = s0 * 2 * TILE_ELEMS;
+                        let a = chunk.as_slice()[cb * block + off..].as_ptr();
+                        let b = self.queries.tiles.as_slice()[qb * block + off..].as_ptr();
+                        let c = cbuf.as_mut_slice()[cb * C_BLOCK..].as_mut_ptr();
+                        // SAFETY: the session is live on this thread; a and b point at whole
+                        // 64-byte aligned tiles (`n` steps of 2 tiles each remain in both
+                        // buffers) and c at 4 KiB of the aligned C buffer.
+                        unsafe {
+                            match (halves, s0 == 0) {
+                                (2, true) => kernel_2x2::<false>(&session, a, b, n, c),
+                                (2, false) => kernel_2x2::<true>(&session, a, b, n, c),
+                                (_, true) => kernel_2x1::<false>(&session, a, b, n, c),
+                                (_, false) => kernel_2x1::<true>(&session, a, b, n, c),
+                            }
+                        }
+                        if last {
+                            let live = (rows - cb * PAIR).min(PAIR);
+                            let tile = &cbuf.as_slice()[cb * C_BLOCK..(cb + 1) * C_BLOCK];
+                            let bs = &scales.as_slice()[cb * PAIR..(cb + 1) * PAIR];
+                            self.epilogue(tile, bs, live, c0 + cb * PAIR, qb * PAIR, halves, &mut heaps, thr.as_mut_slice());
+                        }
+                    }
+                    s0 += n;
+                }
+            }
+            c0 = c1;
+        }
+        drop(session);
+        Ok(ScanPart { heaps, norms })
+    }
+
+    /// Compares a finished 2 x 2 block (32 rows from `row0`, 32 queries from `q0`) against the
+    /// thresholds and offers the rows that beat them to the heaps.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn epilogue(&self, c: &[f32], scales: &[f32], live: usize, row0: usize, q0: usize, halves: usize, heaps: &mut Heaps, thr: &mut [f32]) {
+        debug_assert!(c.len() == C_BLOCK && scales.len() == PAIR && thr.len() >= q0 + PAIR);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the scan only runs where AMX is ready, which implies AVX-512F (amx::cpu_support).
+        unsafe {
+            self.epilogue_avx512(c, scales, live, row0, q0, halves, heaps, thr)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("AMX exists only on x86_64")
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn epilogue_avx512(&self, c: &[f32], scales: &[f32], live: usize, row0: usize, q0: usize, halves: usize, heaps: &mut Heaps, thr: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let scaled = self.row_scale.is_some();
+        // Row m of the block, query half j: tile (m / 16, j), row m % 16.
+        let row = |m: usize, j: usize| -> __m512 {
+            let v = _mm512_load_ps(c.as_ptr().add(((m / TILE_ROWS) * 2 + j) * TILE_ROWS * TILE_ROWS + (m % TILE_ROWS) * TILE_ROWS));
+            if scaled {
+                _mm512_mul_ps(v, _mm512_set1_ps(*scales.get_unchecked(m)))
+            } else {
+                v
+            }
+        };
+        for j in 0..halves {
+            let qh = q0 + j * TILE_ROWS;
+            let mut t = _mm512_loadu_ps(thr.as_ptr().add(qh));
+            let mut mx = row(0, j);
+            for m in 1..PAIR {
+                mx = _mm512_max_ps(mx, row(m, j));
+            }
+            if _mm512_cmp_ps_mask::<_CMP_GT_OQ>(mx, t) == 0 {
+                continue;
+            }
+            for m in 0..live {
+                let v = row(m, j);
+                let mut mask = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, t);
+                if mask == 0 {
+                    continue;
+                }
+                let mut vals = [0.0f32; TILE_ROWS];
+                _mm512_storeu_ps(vals.as_mut_ptr(), v);
+                let id = (row0 + m) as u64;
+                while mask != 0 {
+                    let lane = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let q = qh + lane;
+                    let s = vals[lane];
+                    // The threshold may have risen since the compare.
+                    if s <= thr[q] || self.exclude.is_some_and(|e| e.contains(q, id)) {
+                        continue;
+                    }
+                    heaps.push(q, s, id);
+                    thr[q] = heaps.thresholds()[q];
+                }
+                t = _mm512_loadu_ps(thr.as_ptr().add(qh));
+            }
+        }
+    }
+}
