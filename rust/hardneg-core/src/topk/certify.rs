@@ -173,8 +173,8 @@ impl Certifier<'_> {
         w.cands.clear();
         let mut theta = f32::NEG_INFINITY;
         for p in self.parts {
-            w.cands.extend(p.heaps.entries(q));
-            theta = theta.max(p.heaps.thresholds()[q]);
+            w.cands.extend(p.cands.entries(q));
+            theta = theta.max(p.cands.thresholds()[q]);
         }
         w.cands.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         w.best.clear();
@@ -193,7 +193,7 @@ impl Certifier<'_> {
             batch = TILE_ROWS;
             let all = i == w.cands.len();
             if w.best.len() == k {
-                // Every row was a candidate (no thread's heap filled): the result is complete.
+                // Every row was a candidate (no reservoir ever shrank): the result is complete.
                 if all && theta == f32::NEG_INFINITY {
                     break true;
                 }

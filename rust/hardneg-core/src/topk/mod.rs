@@ -18,6 +18,7 @@ pub mod certify;
 pub mod dispatch;
 mod heap;
 pub mod kernel;
+mod reservoir;
 mod scan;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,7 +158,9 @@ pub fn search(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOption
     let threads = resolve_threads(opts.threads);
     crate::matrix::check_finite("queries", queries, threads)?;
     match Kernel::resolve(opts.kernel, nq)? {
-        Kernel::Amx => certify::search(queries, corpus, opts, threads),
+        // Candidate ids are 32-bit in the scan.
+        Kernel::Amx if n <= u32::MAX as usize => certify::search(queries, corpus, opts, threads),
+        Kernel::Amx => search_f32(queries, corpus, opts, threads, Isa::detect()),
         Kernel::F32(isa) => {
             dispatch::count(opts.counter, dispatch::Counter::F32, nq);
             search_f32(queries, corpus, opts, threads, isa)

@@ -6,14 +6,14 @@
 //! dimension slice (partial sums wait in a small C buffer, so the query slice stays in L1).
 //! After the last slice the four result tiles of a block are compared against the queries'
 //! running thresholds, 16 queries per vector compare; only rows with a hit touch the per-query
-//! heaps. The score of a row is `bf16(q) . bf16(x)` accumulated in float32, times the row
+//! reservoirs. The score of a row is `bf16(q) . bf16(x)` accumulated in float32, times the row
 //! factor for cosine; [`super::certify`] turns the candidates into exact results.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::amx::{kernel_2x1, kernel_2x2, TileSession, TILE_ROWS};
 use super::bf16::{chunk_len, pack_chunk, steps, PackedQueries, RowNorms, Rows, TileBuf, PAIR, TILE_ELEMS};
-use super::heap::Heaps;
+use super::reservoir::Reservoirs;
 use super::kernel::AlignedBuf;
 use crate::error::{Error, Result};
 use crate::exclude::Exclusions;
@@ -67,10 +67,10 @@ pub(crate) struct Scan<'a> {
     pub(crate) slice_steps: usize,
 }
 
-/// What a thread's scan of its corpus slice leaves: the candidates (the heap roots are the
-/// final admission thresholds) and the norms of the rows it read.
+/// What a thread's scan of its corpus slice leaves: the candidates (with the final admission
+/// thresholds) and the norms of the rows it read.
 pub(crate) struct ScanPart {
-    pub(crate) heaps: Heaps,
+    pub(crate) cands: Reservoirs,
     pub(crate) norms: NormMax,
 }
 
@@ -82,7 +82,7 @@ impl Scan<'_> {
         let st = steps(d);
         let ks = self.slice_steps.clamp(1, st);
         let qblocks = nq.div_ceil(PAIR);
-        let mut heaps = Heaps::new(nq, self.kp);
+        let mut cands = Reservoirs::new(nq, self.kp);
         // Thresholds padded to whole query blocks; padding queries never take a row.
         let mut thr = AlignedBuf::zeroed(qblocks * PAIR);
         thr.as_mut_slice().fill(f32::INFINITY);
@@ -135,7 +135,7 @@ impl Scan<'_> {
                             let live = (rows - cb * PAIR).min(PAIR);
                             let tile = &cbuf.as_slice()[cb * C_BLOCK..(cb + 1) * C_BLOCK];
                             let bs = &scales.as_slice()[cb * PAIR..(cb + 1) * PAIR];
-                            self.epilogue(tile, bs, live, c0 + cb * PAIR, qb * PAIR, halves, &mut heaps, thr.as_mut_slice());
+                            self.epilogue(tile, bs, live, c0 + cb * PAIR, qb * PAIR, halves, &mut cands, thr.as_mut_slice());
                         }
                     }
                     s0 += n;
@@ -144,19 +144,19 @@ impl Scan<'_> {
             c0 = c1;
         }
         drop(session);
-        Ok(ScanPart { heaps, norms })
+        Ok(ScanPart { cands, norms })
     }
 
     /// Compares a finished 2 x 2 block (32 rows from `row0`, 32 queries from `q0`) against the
-    /// thresholds and offers the rows that beat them to the heaps.
+    /// thresholds and offers the rows that beat them to the reservoirs.
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn epilogue(&self, c: &[f32], scales: &[f32], live: usize, row0: usize, q0: usize, halves: usize, heaps: &mut Heaps, thr: &mut [f32]) {
+    fn epilogue(&self, c: &[f32], scales: &[f32], live: usize, row0: usize, q0: usize, halves: usize, cands: &mut Reservoirs, thr: &mut [f32]) {
         debug_assert!(c.len() == C_BLOCK && scales.len() == PAIR && thr.len() >= q0 + PAIR);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the scan only runs where AMX is ready, which implies AVX-512F (amx::cpu_support).
         unsafe {
-            self.epilogue_avx512(c, scales, live, row0, q0, halves, heaps, thr)
+            self.epilogue_avx512(c, scales, live, row0, q0, halves, cands, thr)
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("AMX exists only on x86_64")
@@ -165,7 +165,7 @@ impl Scan<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn epilogue_avx512(&self, c: &[f32], scales: &[f32], live: usize, row0: usize, q0: usize, halves: usize, heaps: &mut Heaps, thr: &mut [f32]) {
+    unsafe fn epilogue_avx512(&self, c: &[f32], scales: &[f32], live: usize, row0: usize, q0: usize, halves: usize, cands: &mut Reservoirs, thr: &mut [f32]) {
         use std::arch::x86_64::*;
         let scaled = self.row_scale.is_some();
         // Row m of the block, query half j: tile (m / 16, j), row m % 16.
@@ -195,18 +195,18 @@ impl Scan<'_> {
                 }
                 let mut vals = [0.0f32; TILE_ROWS];
                 _mm512_storeu_ps(vals.as_mut_ptr(), v);
-                let id = (row0 + m) as u64;
+                let id = (row0 + m) as u32;
                 while mask != 0 {
                     let lane = mask.trailing_zeros() as usize;
                     mask &= mask - 1;
                     let q = qh + lane;
                     let s = vals[lane];
                     // The threshold may have risen since the compare.
-                    if s <= thr[q] || self.exclude.is_some_and(|e| e.contains(q, id)) {
+                    if s <= thr[q] || self.exclude.is_some_and(|e| e.contains(q, u64::from(id))) {
                         continue;
                     }
-                    heaps.push(q, s, id);
-                    thr[q] = heaps.thresholds()[q];
+                    cands.push(q, s, id);
+                    thr[q] = cands.thresholds()[q];
                 }
                 t = _mm512_loadu_ps(thr.as_ptr().add(qh));
             }
