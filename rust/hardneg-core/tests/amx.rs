@@ -165,3 +165,24 @@ fn failed_certificates_fall_back_to_the_same_results() {
         Err(Error::InvalidParameter { name: "bound_factor", .. })
     ));
 }
+
+#[test]
+fn short_rows_are_padded_like_the_f32_kernel() {
+    if !amx::ready() {
+        return;
+    }
+    let mut rng = Lcg(3);
+    let (nq, n, d) = (40, 30, 20);
+    let c: Vec<f32> = (0..n * d).map(|_| rng.unit()).collect();
+    let q: Vec<f32> = (0..nq * d).map(|_| rng.unit()).collect();
+    let (qm, cm) = (MatrixRef::new("q", &q, nq, d).unwrap(), MatrixRef::new("c", &c, n, d).unwrap());
+    let rows: Vec<Vec<i64>> = (0..nq).map(|i| (0..(i % 7) as i64).collect()).collect();
+    let ex = Exclusions::from_rows("exclude", &rows, n).unwrap();
+    for k in [25, 30, 45] {
+        let base = SearchOptions { exclude: Some(&ex), pad: true, ..SearchOptions::new(k) };
+        let want = f32_kernel(qm, cm, &base);
+        let got = search(qm, cm, &SearchOptions { kernel: Some(Kernel::Amx), ..base }).unwrap();
+        assert_same(&got, &want, &format!("k={k}"));
+        assert!(got.ids.contains(&-1));
+    }
+}

@@ -91,6 +91,8 @@ fn select(queries: MatrixRef<'_>, exclude: Option<&Exclusions>, rows: &[usize]) 
 /// results (rows of failed queries are left unset) and the failed queries, ascending.
 fn pass(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOptions<'_>, threads: usize, kp: usize) -> Result<(TopK, Vec<usize>)> {
     let (nq, n, d) = (queries.rows(), corpus.rows(), corpus.dim());
+    // Keeping more candidates than rows is pointless (and k may exceed n when rows are padded).
+    let kp = kp.min(n).max(1);
     let packed = pack_queries(queries.data(), nq, d);
     let rows = match opts.bf16 {
         Some(b) => Rows::Bf16 { data: b.data, residual: b.residual },
@@ -192,11 +194,12 @@ impl Certifier<'_> {
             i = j;
             batch = TILE_ROWS;
             let all = i == w.cands.len();
+            // Every row was a candidate (no reservoir ever shrank): the result is complete, and
+            // shorter than k when exclusions leave fewer rows (then padded).
+            if all && theta == f32::NEG_INFINITY {
+                break true;
+            }
             if w.best.len() == k {
-                // Every row was a candidate (no reservoir ever shrank): the result is complete.
-                if all && theta == f32::NEG_INFINITY {
-                    break true;
-                }
                 let next = if all { theta } else { w.cands[i].0.max(theta) };
                 let tau = w.best[k - 1].0;
                 let (next, tau) = (f64::from(next), f64::from(tau));
@@ -210,9 +213,10 @@ impl Certifier<'_> {
             }
         };
         if certified {
-            for (o, &(s, id)) in out_s.iter_mut().zip(out_i.iter_mut()).zip(&w.best) {
-                *o.0 = s;
-                *o.1 = id as i64;
+            let padding = std::iter::repeat((f32::NAN, -1i64));
+            for ((os, oi), (s, id)) in out_s.iter_mut().zip(out_i.iter_mut()).zip(w.best.iter().map(|&(s, id)| (s, id as i64)).chain(padding)) {
+                *os = s;
+                *oi = id;
             }
         }
         certified
