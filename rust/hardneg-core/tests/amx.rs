@@ -4,6 +4,8 @@
 
 use hardneg_core::topk::amx;
 use hardneg_core::topk::bf16::convert_rows;
+use hardneg_core::topk::int8::quantize_rows;
+use hardneg_core::topk::{Int8Rows, Stored};
 use hardneg_core::{search, Bf16Rows, Error, Exclusions, Isa, Kernel, KernelCounter, MatrixRef, SearchOptions, TopK};
 
 struct Lcg(u64);
@@ -76,7 +78,7 @@ fn forced_amx_matches_the_f32_kernel_bit_for_bit() {
                 ("plain", SearchOptions::new(k)),
                 ("exclude", SearchOptions { exclude: Some(&ex), ..SearchOptions::new(k) }),
                 ("cosine", SearchOptions { row_scale: Some(&inv), exclude: Some(&ex), ..SearchOptions::new(k) }),
-                ("bf16 stored", SearchOptions { bf16: Some(bf), ..SearchOptions::new(k) }),
+                ("bf16 stored", SearchOptions { stored: Some(Stored::Bf16(bf)), ..SearchOptions::new(k) }),
             ] {
                 let want = f32_kernel(qm, cm, &base);
                 for threads in [1, 2, 3] {
@@ -185,4 +187,36 @@ fn short_rows_are_padded_like_the_f32_kernel() {
         assert_same(&got, &want, &format!("k={k}"));
         assert!(got.ids.contains(&-1));
     }
+}
+
+#[test]
+fn int8_storage_is_approximate_with_exact_scores_and_high_recall() {
+    if !amx::ready() {
+        return;
+    }
+    let mut rng = Lcg(21);
+    let (nq, n, d, k) = (50, 5000, 96, 10);
+    let c = anisotropic(&mut rng, n, d);
+    let q = anisotropic(&mut rng, nq, d);
+    let (qm, cm) = (MatrixRef::new("q", &q, nq, d).unwrap(), MatrixRef::new("c", &c, n, d).unwrap());
+    let mut c8 = vec![0i8; n * d];
+    let scale = quantize_rows(&c, d, &mut c8);
+    let want = f32_kernel(qm, cm, &SearchOptions::new(k));
+    let counter = KernelCounter::new();
+    for threads in [1, 2] {
+        let o = SearchOptions { kernel: Some(Kernel::Amx), stored: Some(Stored::Int8(Int8Rows { data: &c8, scale: &scale })), threads, counter: Some(&counter), ..SearchOptions::new(k) };
+        let got = search(qm, cm, &o).unwrap();
+        // every returned score is the float32 kernels' score of that id, rows sorted
+        let again = hardneg_core::score_ids(qm, cm, None, &got.ids, k).unwrap();
+        assert_eq!(again.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), got.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        let mut hits = 0;
+        for i in 0..nq {
+            let row = &want.ids[i * k..(i + 1) * k];
+            hits += got.ids[i * k..(i + 1) * k].iter().filter(|id| row.contains(id)).count();
+            assert!(got.scores[i * k..(i + 1) * k].windows(2).all(|w| w[0] >= w[1]));
+        }
+        let recall = hits as f64 / (nq * k) as f64;
+        assert!(recall > 0.95, "int8 recall@{k} {recall}");
+    }
+    assert_eq!(counter.snapshot().approximate, 2 * nq as u64);
 }

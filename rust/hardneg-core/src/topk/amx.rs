@@ -186,32 +186,33 @@ impl Drop for TileSession {
 }
 
 /// Two corpus tiles x two query tiles: `C[2 x 2]` for 32 corpus rows x 32 queries over
-/// `steps` 32-dimension steps.
+/// `steps` 64-byte steps (32 bf16 or 64 int8 dimensions).
 ///
-/// `a`: `steps` x 2 A tiles (`[step][tile][16][32]` bf16); `b`: `steps` x 2 B tiles (same
-/// shape, VNNI pairs); `c`: four C tiles in the order C(a0,b0), C(a0,b1), C(a1,b0), C(a1,b1),
-/// each `[16 corpus rows][16 queries]` f32. With `ACC` the products are added to the C tiles
-/// read from `c` (partial sums of earlier dimension slices), else they start from zero.
+/// `a`: `steps` x 2 A tiles (`[step][tile][16 rows][64 bytes]`); `b`: `steps` x 2 B tiles (same
+/// shape, VNNI pairs or quads); `c`: four C tiles in the order C(a0,b0), C(a0,b1), C(a1,b0),
+/// C(a1,b1), each `[16 corpus rows][16 queries]` f32 (bf16, TDPBF16PS) or i32 (int8,
+/// TDPBSSD). With `ACC` the products are added to the C tiles read from `c` (partial sums of
+/// earlier dimension slices), else they start from zero.
 ///
 /// # Safety
 /// The calling thread holds a [`TileSession`]; `a`, `b` hold `steps * 2048` bytes and `c`
 /// 4096 bytes, all 64-byte aligned; `steps >= 1`.
 #[inline]
-pub(crate) unsafe fn kernel_2x2<const ACC: bool>(_s: &TileSession, a: *const u16, b: *const u16, steps: usize, c: *mut f32) {
+pub(crate) unsafe fn kernel_2x2<const ACC: bool, const INT8: bool>(_s: &TileSession, a: *const u8, b: *const u8, steps: usize, c: *mut u8) {
     macro_rules! body {
-        ($($init:literal),*) => {
+        ($dp:literal, $($init:literal),*) => {
             #[cfg(target_arch = "x86_64")]
             std::arch::asm!(
                 $($init,)*
                 "2:",
                 "tileloadd tmm0, [{a} + {s}*1]",
                 "tileloadd tmm2, [{b} + {s}*1]",
-                "tdpbf16ps tmm4, tmm0, tmm2",
+                concat!($dp, " tmm4, tmm0, tmm2"),
                 "tileloadd tmm3, [{b} + {s}*1 + 1024]",
-                "tdpbf16ps tmm5, tmm0, tmm3",
+                concat!($dp, " tmm5, tmm0, tmm3"),
                 "tileloadd tmm1, [{a} + {s}*1 + 1024]",
-                "tdpbf16ps tmm6, tmm1, tmm2",
-                "tdpbf16ps tmm7, tmm1, tmm3",
+                concat!($dp, " tmm6, tmm1, tmm2"),
+                concat!($dp, " tmm7, tmm1, tmm3"),
                 "add {a}, 2048",
                 "add {b}, 2048",
                 "dec {n}",
@@ -231,15 +232,25 @@ pub(crate) unsafe fn kernel_2x2<const ACC: bool>(_s: &TileSession, a: *const u16
             )
         };
     }
-    if ACC {
-        body!(
-            "tileloadd tmm4, [{c} + {s}*1]",
-            "tileloadd tmm5, [{c} + {s}*1 + 1024]",
-            "tileloadd tmm6, [{c} + {s}*1 + 2048]",
-            "tileloadd tmm7, [{c} + {s}*1 + 3072]"
-        );
+    macro_rules! init {
+        ($dp:literal) => {
+            if ACC {
+                body!(
+                    $dp,
+                    "tileloadd tmm4, [{c} + {s}*1]",
+                    "tileloadd tmm5, [{c} + {s}*1 + 1024]",
+                    "tileloadd tmm6, [{c} + {s}*1 + 2048]",
+                    "tileloadd tmm7, [{c} + {s}*1 + 3072]"
+                );
+            } else {
+                body!($dp, "tilezero tmm4", "tilezero tmm5", "tilezero tmm6", "tilezero tmm7");
+            }
+        };
+    }
+    if INT8 {
+        init!("tdpbssd");
     } else {
-        body!("tilezero tmm4", "tilezero tmm5", "tilezero tmm6", "tilezero tmm7");
+        init!("tdpbf16ps");
     }
 }
 
@@ -250,18 +261,18 @@ pub(crate) unsafe fn kernel_2x2<const ACC: bool>(_s: &TileSession, a: *const u16
 /// # Safety
 /// As [`kernel_2x2`].
 #[inline]
-pub(crate) unsafe fn kernel_2x1<const ACC: bool>(_s: &TileSession, a: *const u16, b: *const u16, steps: usize, c: *mut f32) {
+pub(crate) unsafe fn kernel_2x1<const ACC: bool, const INT8: bool>(_s: &TileSession, a: *const u8, b: *const u8, steps: usize, c: *mut u8) {
     macro_rules! body {
-        ($($init:literal),*) => {
+        ($dp:literal, $($init:literal),*) => {
             #[cfg(target_arch = "x86_64")]
             std::arch::asm!(
                 $($init,)*
                 "2:",
                 "tileloadd tmm0, [{a} + {s}*1]",
                 "tileloadd tmm2, [{b} + {s}*1]",
-                "tdpbf16ps tmm4, tmm0, tmm2",
+                concat!($dp, " tmm4, tmm0, tmm2"),
                 "tileloadd tmm1, [{a} + {s}*1 + 1024]",
-                "tdpbf16ps tmm6, tmm1, tmm2",
+                concat!($dp, " tmm6, tmm1, tmm2"),
                 "add {a}, 2048",
                 "add {b}, 2048",
                 "dec {n}",
@@ -279,10 +290,19 @@ pub(crate) unsafe fn kernel_2x1<const ACC: bool>(_s: &TileSession, a: *const u16
             )
         };
     }
-    if ACC {
-        body!("tileloadd tmm4, [{c} + {s}*1]", "tileloadd tmm6, [{c} + {s}*1 + 2048]");
+    macro_rules! init {
+        ($dp:literal) => {
+            if ACC {
+                body!($dp, "tileloadd tmm4, [{c} + {s}*1]", "tileloadd tmm6, [{c} + {s}*1 + 2048]");
+            } else {
+                body!($dp, "tilezero tmm4", "tilezero tmm6");
+            }
+        };
+    }
+    if INT8 {
+        init!("tdpbssd");
     } else {
-        body!("tilezero tmm4", "tilezero tmm6");
+        init!("tdpbf16ps");
     }
 }
 
@@ -348,15 +368,15 @@ pub fn microkernel_flops(rows: usize, d: usize, queries: usize, slice_steps: usi
             while s0 < st {
                 let n = ks.min(st - s0);
                 for i in 0..cb {
-                    let (a, b) = (chunk.as_slice().as_ptr(), qp.tiles.as_slice().as_ptr());
-                    let c = out.as_mut_slice()[i * 1024..].as_mut_ptr();
+                    let (a, b) = (chunk.as_slice().as_ptr().cast::<u8>(), qp.tiles.as_slice().as_ptr().cast::<u8>());
+                    let c = out.as_mut_slice()[i * 1024..].as_mut_ptr().cast::<u8>();
                     // SAFETY: the session is live; the buffers hold whole 64-byte aligned blocks.
                     unsafe {
-                        let (a, b) = (a.add(i * block + s0 * 2 * TILE_ELEMS), b.add(j * block + s0 * 2 * TILE_ELEMS));
+                        let (a, b) = (a.add(2 * (i * block + s0 * 2 * TILE_ELEMS)), b.add(2 * (j * block + s0 * 2 * TILE_ELEMS)));
                         if s0 == 0 {
-                            kernel_2x2::<false>(&s, a, b, n, c)
+                            kernel_2x2::<false, false>(&s, a, b, n, c)
                         } else {
-                            kernel_2x2::<true>(&s, a, b, n, c)
+                            kernel_2x2::<true, false>(&s, a, b, n, c)
                         }
                     };
                 }

@@ -60,6 +60,17 @@ impl TileBuf {
         // SAFETY: as above, and we hold the only reference.
         unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().cast::<u16>(), self.len) }
     }
+    /// The same storage as bytes (int8 tiles).
+    #[inline(always)]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: any u16 storage is valid as twice as many bytes.
+        unsafe { std::slice::from_raw_parts(self.raw.as_ptr().cast::<u8>(), 2 * self.len) }
+    }
+    #[inline(always)]
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and we hold the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().cast::<u8>(), 2 * self.len) }
+    }
 }
 
 /// A stored bf16 copy of a corpus: row-major `[N, d]` bf16 bits and each row's residual norm
@@ -230,9 +241,11 @@ unsafe fn round_bf16(x: std::arch::x86_64::__m512) -> (std::arch::x86_64::__m512
     (h, _mm512_castsi512_ps(_mm512_slli_epi32::<16>(h)))
 }
 
-/// Packed queries and their norms.
+/// Packed queries and their norms (bf16), or their scales (int8).
 pub(crate) struct PackedQueries {
     pub(crate) tiles: TileBuf,
+    /// int8: each query's dequantisation scale, padded with zeros to whole blocks; bf16: empty.
+    pub(crate) scale: Vec<f32>,
     /// `||q||` per query (f64).
     pub(crate) norm: Vec<f64>,
     /// `||q - bf16(q)||` per query.
@@ -262,7 +275,7 @@ pub(crate) fn pack_queries(q: &[f32], rows: usize, d: usize) -> PackedQueries {
         residual.push(r2.sqrt());
         rounded.push(h2.sqrt());
     }
-    PackedQueries { tiles, norm, residual, rounded }
+    PackedQueries { tiles, scale: Vec::new(), norm, residual, rounded }
 }
 
 /// Converts row-major float32 rows to row-major bf16 (`out`, same shape) and returns each

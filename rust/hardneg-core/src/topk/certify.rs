@@ -19,8 +19,8 @@
 use super::amx::TILE_ROWS;
 use super::bf16::{pack_queries, Rows, PAIR};
 use super::dispatch::{count, Counter, AMX_MIN_QUERIES};
-use super::scan::{NormMax, Scan, ScanPart};
-use super::{SearchOptions, TopK};
+use super::scan::{NormMax, Scan, ScanPart, Source};
+use super::{SearchOptions, Stored, TopK};
 use crate::error::Result;
 use crate::exclude::Exclusions;
 use crate::matrix::MatrixRef;
@@ -42,6 +42,10 @@ pub(crate) fn search(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &Searc
     let k = opts.k;
     let kp = opts.overfetch.unwrap_or_else(|| default_overfetch(k)).max(k);
     let (mut top, failed) = pass(queries, corpus, opts, threads, kp)?;
+    if matches!(opts.stored, Some(Stored::Int8(_))) {
+        count(opts.counter, Counter::Approximate, queries.rows());
+        return Ok(top);
+    }
     count(opts.counter, Counter::Certified, queries.rows() - failed.len());
     if failed.is_empty() {
         return Ok(top);
@@ -93,15 +97,19 @@ fn pass(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOptions<'_>,
     let (nq, n, d) = (queries.rows(), corpus.rows(), corpus.dim());
     // Keeping more candidates than rows is pointless (and k may exceed n when rows are padded).
     let kp = kp.min(n).max(1);
-    let packed = pack_queries(queries.data(), nq, d);
-    let rows = match opts.bf16 {
-        Some(b) => Rows::Bf16 { data: b.data, residual: b.residual },
-        None => Rows::F32(corpus.data()),
+    let (source, packed, dims_per_step) = match opts.stored {
+        Some(Stored::Int8(b)) => {
+            let (tiles, scale) = super::int8::pack_queries(queries.data(), nq, d);
+            let packed = super::bf16::PackedQueries { tiles, scale, norm: vec![], residual: vec![], rounded: vec![] };
+            (Source::Int8(b), packed, super::int8::TILE_K8)
+        }
+        Some(Stored::Bf16(b)) => (Source::Bf16(Rows::Bf16 { data: b.data, residual: b.residual }), pack_queries(queries.data(), nq, d), 32),
+        None => (Source::Bf16(Rows::F32(corpus.data())), pack_queries(queries.data(), nq, d), 32),
     };
-    let steps = super::bf16::steps(d);
+    let steps = d.div_ceil(dims_per_step);
     let chunk_rows = opts.chunk_rows.unwrap_or(CHUNK_BYTES / (steps * 64)).div_ceil(PAIR).max(1) * PAIR;
-    let slice_steps = opts.dim_slice.map_or(SLICE_STEPS, |s| s.div_ceil(32));
-    let scan = Scan { corpus: rows, d, queries: &packed, nq, kp, exclude: opts.exclude, row_scale: opts.row_scale, cancel: opts.cancel, chunk_rows, slice_steps };
+    let slice_steps = opts.dim_slice.map_or(SLICE_STEPS, |s| s.div_ceil(dims_per_step));
+    let scan = Scan { corpus: source, d, queries: &packed, nq, kp, exclude: opts.exclude, row_scale: opts.row_scale, cancel: opts.cancel, chunk_rows, slice_steps };
     let blocks = n.div_ceil(PAIR);
     let workers = threads.min(blocks).max(1);
     let per = blocks.div_ceil(workers) * PAIR;
@@ -118,7 +126,8 @@ fn pass(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOptions<'_>,
     let norms = parts.iter().fold(NormMax::default(), |m, p| m.merge(p.norms));
     let k = opts.k;
     let mut top = TopK { rows: nq, k, scores: vec![0.0; nq * k], ids: vec![-1; nq * k] };
-    let cert = Certifier { queries, corpus, packed_norms: (&packed.norm, &packed.residual, &packed.rounded), parts: &parts, norms, k, row_scale: opts.row_scale, bound_factor: opts.bound_factor };
+    let approximate = matches!(source, Source::Int8(_));
+    let cert = Certifier { queries, corpus, packed_norms: (&packed.norm, &packed.residual, &packed.rounded), parts: &parts, norms, k, kp, row_scale: opts.row_scale, bound_factor: opts.bound_factor, approximate };
     let per_q = nq.div_ceil(threads.max(1)).max(1);
     let failed: Vec<usize> = std::thread::scope(|s| {
         let handles: Vec<_> = top
@@ -162,8 +171,11 @@ struct Certifier<'a> {
     parts: &'a [ScanPart],
     norms: NormMax,
     k: usize,
+    kp: usize,
     row_scale: Option<&'a [f32]>,
     bound_factor: f64,
+    /// int8: rescore the `kp` best candidates and keep the best `k`, without a certificate.
+    approximate: bool,
 }
 
 impl Certifier<'_> {
@@ -171,7 +183,12 @@ impl Certifier<'_> {
     /// true, or returns false when the certificate fails.
     fn query(&self, q: usize, w: &mut Work, out_s: &mut [f32], out_i: &mut [i64]) -> bool {
         let k = self.k;
-        let Some(bound) = self.bound(q) else { return false };
+        let bound = if self.approximate {
+            f64::INFINITY
+        } else {
+            let Some(b) = self.bound(q) else { return false };
+            b
+        };
         w.cands.clear();
         let mut theta = f32::NEG_INFINITY;
         for p in self.parts {
@@ -194,6 +211,9 @@ impl Certifier<'_> {
             i = j;
             batch = TILE_ROWS;
             let all = i == w.cands.len();
+            if self.approximate && (all || i >= self.kp) {
+                break true;
+            }
             // Every row was a candidate (no reservoir ever shrank): the result is complete, and
             // shorter than k when exclusions leave fewer rows (then padded).
             if all && theta == f32::NEG_INFINITY {

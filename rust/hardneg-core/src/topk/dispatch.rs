@@ -119,22 +119,24 @@ pub struct KernelStats {
     pub amx_retried: u64,
     /// Queries whose certificates failed twice and that were re-run on the float32 kernel.
     pub amx_fallback: u64,
+    /// Queries answered approximately (int8 storage, float32 scores of the scan's candidates).
+    pub approximate: u64,
 }
 
 /// Counters of [`KernelStats`], shared by the threads of a search (or of a process).
 #[derive(Debug, Default)]
-pub struct KernelCounter([AtomicU64; 4]);
+pub struct KernelCounter([AtomicU64; 5]);
 
 impl KernelCounter {
     /// Zero counts.
     pub const fn new() -> Self {
-        KernelCounter([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)])
+        KernelCounter([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)])
     }
 
     /// The counts so far.
     pub fn snapshot(&self) -> KernelStats {
         let g = |i: usize| self.0[i].load(Ordering::Relaxed);
-        KernelStats { f32_queries: g(0), amx_certified: g(1), amx_retried: g(2), amx_fallback: g(3) }
+        KernelStats { f32_queries: g(0), amx_certified: g(1), amx_retried: g(2), amx_fallback: g(3), approximate: g(4) }
     }
 
     pub(crate) fn add(&self, c: Counter, n: usize) {
@@ -150,6 +152,7 @@ pub(crate) enum Counter {
     Certified = 1,
     Retried = 2,
     Fallback = 3,
+    Approximate = 4,
 }
 
 /// Counts `n` queries for the process and for the search's own counter, if any.

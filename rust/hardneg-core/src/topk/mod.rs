@@ -17,6 +17,7 @@ pub mod bf16;
 pub mod certify;
 pub mod dispatch;
 mod heap;
+pub mod int8;
 pub mod kernel;
 mod reservoir;
 mod scan;
@@ -28,6 +29,7 @@ use crate::exclude::Exclusions;
 use crate::matrix::MatrixRef;
 use heap::Heaps;
 pub use bf16::Bf16Rows;
+pub use int8::Int8Rows;
 pub use dispatch::{kernel_stats, Kernel, KernelCounter, KernelStats};
 pub use kernel::Isa;
 use kernel::{pack_corpus, pack_queries, tile, Aligned64, AlignedBuf, Epilogue, RowScale, TileScores, BLOCK, GROUP};
@@ -57,9 +59,9 @@ pub struct SearchOptions<'a> {
     /// A query with fewer than `k` candidates (a small corpus, many exclusions) gets its row
     /// filled up with id -1 / score NaN; when false that is an [`Error::InvalidParameter`].
     pub pad: bool,
-    /// A stored bf16 copy of the corpus for the AMX scan (otherwise chunks are converted on the
-    /// fly); the float32 corpus is still read to rescore candidates.
-    pub bf16: Option<Bf16Rows<'a>>,
+    /// A stored reduced-precision copy of the corpus for the AMX scan (otherwise chunks are
+    /// converted to bf16 on the fly); the float32 corpus is still read to rescore candidates.
+    pub stored: Option<Stored<'a>>,
     /// AMX scan: candidates kept per query (at least `k`); `None` means
     /// [`certify::default_overfetch`].
     pub overfetch: Option<usize>,
@@ -83,12 +85,21 @@ impl<'a> SearchOptions<'a> {
             dim_slice: None,
             row_scale: None,
             pad: false,
-            bf16: None,
+            stored: None,
             overfetch: None,
             bound_factor: 1.0,
             counter: None,
         }
     }
+}
+
+/// A reduced-precision copy of the corpus the AMX scan reads instead of the float32 rows.
+#[derive(Clone, Copy, Debug)]
+pub enum Stored<'a> {
+    /// bf16: the results stay exact (certified).
+    Bf16(Bf16Rows<'a>),
+    /// int8: approximate; the scan's candidates are rescored in float32, without a certificate.
+    Int8(Int8Rows<'a>),
 }
 
 /// Results of a search: row-major `[rows, k]`, each row by descending score, ties by lower id;
@@ -149,10 +160,14 @@ pub fn search(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOption
             return Err(Error::RowCountMismatch { what: "row_scale", expected: n, got: sc.len() });
         }
     }
-    if let Some(b) = opts.bf16 {
-        if b.data.len() != n * d || b.residual.len() != n {
+    match opts.stored {
+        Some(Stored::Bf16(b)) if b.data.len() != n * d || b.residual.len() != n => {
             return Err(Error::BadLength { what: "bf16 corpus", len: b.data.len(), rows: n, dim: d });
         }
+        Some(Stored::Int8(b)) if b.data.len() != n * d || b.scale.len() != n => {
+            return Err(Error::BadLength { what: "int8 corpus", len: b.data.len(), rows: n, dim: d });
+        }
+        _ => {}
     }
     if opts.overfetch.is_some_and(|kp| kp < k) {
         return Err(Error::param("overfetch", format!("overfetch must be at least k={k}, got {}", opts.overfetch.unwrap_or(0))));

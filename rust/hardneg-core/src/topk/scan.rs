@@ -1,18 +1,20 @@
-//! The AMX bf16 scan: proposes each query's `kp` best corpus rows by an approximate score.
+//! The AMX scan: proposes each query's `kp` best corpus rows by an approximate score.
 //!
 //! A thread takes a contiguous slice of the corpus and walks it in L2-sized chunks. Each chunk
-//! is converted to bf16 (or copied from a stored bf16 copy) into 64-byte aligned tiles; then
+//! is converted to bf16 (or copied from a stored bf16 or int8 copy) into 64-byte aligned tiles; then
 //! every block of 32 queries runs over it with the 2 x 2 tile microkernel, dimension slice by
 //! dimension slice (partial sums wait in a small C buffer, so the query slice stays in L1).
 //! After the last slice the four result tiles of a block are compared against the queries'
 //! running thresholds, 16 queries per vector compare; only rows with a hit touch the per-query
-//! reservoirs. The score of a row is `bf16(q) . bf16(x)` accumulated in float32, times the row
-//! factor for cosine; [`super::certify`] turns the candidates into exact results.
+//! reservoirs. The score of a row is `bf16(q) . bf16(x)` accumulated in float32 (or the int8
+//! dot product times both scales), times the row factor for cosine; [`super::certify`] turns
+//! the candidates into results.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::amx::{kernel_2x1, kernel_2x2, TileSession, TILE_ROWS};
-use super::bf16::{chunk_len, pack_chunk, steps, PackedQueries, RowNorms, Rows, TileBuf, PAIR, TILE_ELEMS};
+use super::amx::{kernel_2x1, kernel_2x2, TileSession, TILE_BYTES, TILE_ROWS};
+use super::bf16::{self, chunk_len, pack_chunk, PackedQueries, RowNorms, Rows, TileBuf, PAIR};
+use super::int8::{self, Int8Rows};
 use super::reservoir::Reservoirs;
 use super::kernel::AlignedBuf;
 use crate::error::{Error, Result};
@@ -50,9 +52,18 @@ impl NormMax {
     }
 }
 
+/// The corpus rows a scan reads.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// float32 or bf16 rows on bf16 tiles.
+    Bf16(Rows<'a>),
+    /// Quantised rows on int8 tiles.
+    Int8(Int8Rows<'a>),
+}
+
 /// One scan's inputs.
 pub(crate) struct Scan<'a> {
-    pub(crate) corpus: Rows<'a>,
+    pub(crate) corpus: Source<'a>,
     pub(crate) d: usize,
     pub(crate) queries: &'a PackedQueries,
     pub(crate) nq: usize,
@@ -63,7 +74,7 @@ pub(crate) struct Scan<'a> {
     pub(crate) cancel: Option<&'a AtomicBool>,
     /// Corpus rows per chunk (a multiple of 32).
     pub(crate) chunk_rows: usize,
-    /// 32-dimension steps per slice.
+    /// 64-byte steps per slice.
     pub(crate) slice_steps: usize,
 }
 
@@ -79,7 +90,8 @@ impl Scan<'_> {
     pub(crate) fn run(&self, start: usize, end: usize) -> Result<ScanPart> {
         let session = TileSession::start().ok_or_else(|| Error::param("kernel", format!("the amx kernel cannot run here ({})", super::amx::status().describe())))?;
         let (d, nq) = (self.d, self.nq);
-        let st = steps(d);
+        let int8 = matches!(self.corpus, Source::Int8(_));
+        let st = if int8 { int8::steps(d) } else { bf16::steps(d) };
         let ks = self.slice_steps.clamp(1, st);
         let qblocks = nq.div_ceil(PAIR);
         let mut cands = Reservoirs::new(nq, self.kp);
@@ -88,12 +100,14 @@ impl Scan<'_> {
         thr.as_mut_slice().fill(f32::INFINITY);
         thr.as_mut_slice()[..nq].fill(f32::NEG_INFINITY);
         let chunk_cap = self.chunk_rows.max(PAIR);
-        let mut chunk = TileBuf::zeroed(chunk_len(chunk_cap, d));
+        // Both layouts take 2 KiB per step of 32 rows.
+        let mut chunk = TileBuf::zeroed(chunk_len(chunk_cap, st * 32));
         let mut row_norms = vec![RowNorms::default(); chunk_cap];
         let mut scales = AlignedBuf::zeroed(chunk_cap.div_ceil(PAIR) * PAIR);
         let mut cbuf = AlignedBuf::zeroed(chunk_cap.div_ceil(PAIR) * C_BLOCK);
         let mut norms = NormMax::default();
-        let block = st * 2 * TILE_ELEMS;
+        // Bytes of one 32-row block (corpus) or 32-query block (queries).
+        let block = st * 2 * TILE_BYTES;
         let mut c0 = start;
         while c0 < end {
             if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
@@ -102,12 +116,22 @@ impl Scan<'_> {
             let c1 = (c0 + chunk_cap).min(end);
             let rows = c1 - c0;
             let cblocks = rows.div_ceil(PAIR);
-            pack_chunk(self.corpus, d, c0, c1, chunk.as_mut_slice(), &mut row_norms);
             let sc = scales.as_mut_slice();
             sc.fill(0.0);
-            for r in 0..rows {
-                sc[r] = self.row_scale.map_or(1.0, |s| s[c0 + r]);
-                norms.add(row_norms[r], sc[r]);
+            match self.corpus {
+                Source::Bf16(src) => {
+                    pack_chunk(src, d, c0, c1, chunk.as_mut_slice(), &mut row_norms);
+                    for r in 0..rows {
+                        sc[r] = self.row_scale.map_or(1.0, |s| s[c0 + r]);
+                        norms.add(row_norms[r], sc[r]);
+                    }
+                }
+                Source::Int8(src) => {
+                    int8::pack_chunk(src.data, d, c0, c1, chunk.bytes_mut());
+                    for r in 0..rows {
+                        sc[r] = src.scale[c0 + r] * self.row_scale.map_or(1.0, |s| s[c0 + r]);
+                    }
+                }
             }
             for qb in 0..qblocks {
                 let halves = (nq - qb * PAIR).div_ceil(TILE_ROWS).min(2);
@@ -116,19 +140,23 @@ impl Scan<'_> {
                     let n = ks.min(st - s0);
                     let last = s0 + n == st;
                     for cb in 0..cblocks {
-                        let off = s0 * 2 * TILE_ELEMS;
-                        let a = chunk.as_slice()[cb * block + off..].as_ptr();
-                        let b = self.queries.tiles.as_slice()[qb * block + off..].as_ptr();
-                        let c = cbuf.as_mut_slice()[cb * C_BLOCK..].as_mut_ptr();
+                        let off = s0 * 2 * TILE_BYTES;
+                        let a = chunk.bytes()[cb * block + off..].as_ptr();
+                        let b = self.queries.tiles.bytes()[qb * block + off..].as_ptr();
+                        let c = cbuf.as_mut_slice()[cb * C_BLOCK..].as_mut_ptr().cast::<u8>();
                         // SAFETY: the session is live on this thread; a and b point at whole
                         // 64-byte aligned tiles (`n` steps of 2 tiles each remain in both
                         // buffers) and c at 4 KiB of the aligned C buffer.
                         unsafe {
-                            match (halves, s0 == 0) {
-                                (2, true) => kernel_2x2::<false>(&session, a, b, n, c),
-                                (2, false) => kernel_2x2::<true>(&session, a, b, n, c),
-                                (_, true) => kernel_2x1::<false>(&session, a, b, n, c),
-                                (_, false) => kernel_2x1::<true>(&session, a, b, n, c),
+                            match (halves, s0 == 0, int8) {
+                                (2, true, false) => kernel_2x2::<false, false>(&session, a, b, n, c),
+                                (2, false, false) => kernel_2x2::<true, false>(&session, a, b, n, c),
+                                (_, true, false) => kernel_2x1::<false, false>(&session, a, b, n, c),
+                                (_, false, false) => kernel_2x1::<true, false>(&session, a, b, n, c),
+                                (2, true, true) => kernel_2x2::<false, true>(&session, a, b, n, c),
+                                (2, false, true) => kernel_2x2::<true, true>(&session, a, b, n, c),
+                                (_, true, true) => kernel_2x1::<false, true>(&session, a, b, n, c),
+                                (_, false, true) => kernel_2x1::<true, true>(&session, a, b, n, c),
                             }
                         }
                         if last {
@@ -167,10 +195,14 @@ impl Scan<'_> {
     #[allow(clippy::too_many_arguments)]
     unsafe fn epilogue_avx512(&self, c: &[f32], scales: &[f32], live: usize, row0: usize, q0: usize, halves: usize, cands: &mut Reservoirs, thr: &mut [f32]) {
         use std::arch::x86_64::*;
-        let scaled = self.row_scale.is_some();
-        // Row m of the block, query half j: tile (m / 16, j), row m % 16.
-        let row = |m: usize, j: usize| -> __m512 {
-            let v = _mm512_load_ps(c.as_ptr().add(((m / TILE_ROWS) * 2 + j) * TILE_ROWS * TILE_ROWS + (m % TILE_ROWS) * TILE_ROWS));
+        let int8 = matches!(self.corpus, Source::Int8(_));
+        let scaled = self.row_scale.is_some() || int8;
+        let mut qscale = _mm512_set1_ps(1.0);
+        // Row m of the block, query half j: tile (m / 16, j), row m % 16; int8 sums are
+        // converted and multiplied by the query and row scales.
+        let row = |m: usize, j: usize, qscale: __m512| -> __m512 {
+            let p = c.as_ptr().add(((m / TILE_ROWS) * 2 + j) * TILE_ROWS * TILE_ROWS + (m % TILE_ROWS) * TILE_ROWS);
+            let v = if int8 { _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(p.cast())), qscale) } else { _mm512_load_ps(p) };
             if scaled {
                 _mm512_mul_ps(v, _mm512_set1_ps(*scales.get_unchecked(m)))
             } else {
@@ -179,16 +211,19 @@ impl Scan<'_> {
         };
         for j in 0..halves {
             let qh = q0 + j * TILE_ROWS;
+            if int8 {
+                qscale = _mm512_loadu_ps(self.queries.scale.as_ptr().add(qh));
+            }
             let mut t = _mm512_loadu_ps(thr.as_ptr().add(qh));
-            let mut mx = row(0, j);
+            let mut mx = row(0, j, qscale);
             for m in 1..PAIR {
-                mx = _mm512_max_ps(mx, row(m, j));
+                mx = _mm512_max_ps(mx, row(m, j, qscale));
             }
             if _mm512_cmp_ps_mask::<_CMP_GT_OQ>(mx, t) == 0 {
                 continue;
             }
             for m in 0..live {
-                let v = row(m, j);
+                let v = row(m, j, qscale);
                 let mut mask = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, t);
                 if mask == 0 {
                     continue;
