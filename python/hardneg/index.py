@@ -323,7 +323,8 @@ def kernels() -> dict[str, Any]:
         must share a corpus pass before a float32 index uses AMX; ``override``: the value of
         ``HARDNEG_KERNEL`` (``amx``, ``avx512``, ``avx2`` or ``scalar`` forces that kernel; one
         the CPU lacks makes searches raise ``ParameterError``); ``large_batches`` /
-        ``small_batches``: the kernels a float32 index uses; ``counts``: queries answered since
+        ``small_batches``: the kernels a float32 index uses (``"error: ..."`` when the override
+        cannot run); ``counts``: queries answered since
         the process started by the float32 kernels (``f32_queries``), by the AMX scan and
         certified at once (``amx_certified``), after a second AMX pass (``amx_retried``), by
         the float32 fallback after failed certificates (``amx_fallback``), and approximately
