@@ -1,6 +1,6 @@
 //! Compares the kernels on one search shape, alternating runs so they see the same load.
 //!
-//!     cargo run --release -p hardneg-core --example amx_probe -- N D Q K THREADS REPEATS
+//!     cargo run --release -p hardneg-core --example compare_kernels -- N D Q K THREADS REPEATS
 
 use hardneg_core::{search, Isa, Kernel, KernelCounter, MatrixRef, SearchOptions};
 use std::time::Instant;
