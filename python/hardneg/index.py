@@ -243,11 +243,6 @@ class FlatIndex:
         k = as_count(k, "k")
         nthreads = as_threads(threads)
         exact = _flag(exact, "exact")
-        if exact and self.storage == "int8":
-            raise ParameterError(
-                "this index stores int8 rows, whose results are approximate: pass exact=False, "
-                "or build it with storage='bfloat16' (exact, half the bytes of float32)"
-            )
         offsets = ids = None
         if exclude is not None:
             offsets, ids = id_lists_to_csr(exclude, q.shape[0], "exclude")

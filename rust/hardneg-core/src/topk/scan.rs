@@ -61,6 +61,48 @@ pub(crate) enum Source<'a> {
     Int8(Int8Rows<'a>),
 }
 
+impl Source<'_> {
+    /// The bytes of rows `start..end` (contiguous in every source), for prefetching.
+    fn row_bytes(&self, d: usize, start: usize, end: usize) -> (*const u8, usize) {
+        let (base, size): (*const u8, usize) = match self {
+            Source::Bf16(Rows::F32(c)) => (c.as_ptr().cast(), 4),
+            Source::Bf16(Rows::Bf16 { data, .. }) => (data.as_ptr().cast(), 2),
+            Source::Int8(r) => (r.data.as_ptr().cast(), 1),
+        };
+        // SAFETY (of the pointer arithmetic): start <= end <= rows, inside the source buffer.
+        (base.wrapping_add(start * d * size), (end - start) * d * size)
+    }
+}
+
+/// Prefetches a byte range into L2 a few cache lines at a time, spread over the kernel calls of
+/// one chunk, so the next chunk streams in from memory while the tile unit works on this one.
+struct Prefetch {
+    at: *const u8,
+    end: *const u8,
+    lines_per_call: usize,
+}
+
+impl Prefetch {
+    fn new((at, len): (*const u8, usize), calls: usize) -> Self {
+        Prefetch { at, end: at.wrapping_add(len), lines_per_call: len.div_ceil(64).div_ceil(calls.max(1)) }
+    }
+
+    #[inline(always)]
+    fn step(&mut self) {
+        for _ in 0..self.lines_per_call {
+            if self.at >= self.end {
+                return;
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch never faults; the address lies in the corpus buffer anyway.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(self.at.cast());
+            }
+            self.at = self.at.wrapping_add(64);
+        }
+    }
+}
+
 /// One scan's inputs.
 pub(crate) struct Scan<'a> {
     pub(crate) corpus: Source<'a>,
@@ -133,6 +175,8 @@ impl Scan<'_> {
                     }
                 }
             }
+            let slices = st.div_ceil(ks);
+            let mut prefetch = Prefetch::new(self.corpus.row_bytes(d, c1, (c1 + chunk_cap).min(end)), qblocks * slices * cblocks);
             for qb in 0..qblocks {
                 let halves = (nq - qb * PAIR).div_ceil(TILE_ROWS).min(2);
                 let mut s0 = 0;
@@ -159,12 +203,23 @@ impl Scan<'_> {
                                 (_, false, true) => kernel_2x1::<true, true>(&session, a, b, n, c),
                             }
                         }
-                        if last {
-                            let live = (rows - cb * PAIR).min(PAIR);
-                            let tile = &cbuf.as_slice()[cb * C_BLOCK..(cb + 1) * C_BLOCK];
-                            let bs = &scales.as_slice()[cb * PAIR..(cb + 1) * PAIR];
-                            self.epilogue(tile, bs, live, c0 + cb * PAIR, qb * PAIR, halves, &mut cands, thr.as_mut_slice());
+                        prefetch.step();
+                        // The epilogue of the previous block runs while this block's tile
+                        // products are still in flight.
+                        if last && cb > 0 {
+                            let e = cb - 1;
+                            let live = (rows - e * PAIR).min(PAIR);
+                            let tile = &cbuf.as_slice()[e * C_BLOCK..(e + 1) * C_BLOCK];
+                            let bs = &scales.as_slice()[e * PAIR..(e + 1) * PAIR];
+                            self.epilogue(tile, bs, live, c0 + e * PAIR, qb * PAIR, halves, &mut cands, thr.as_mut_slice());
                         }
+                    }
+                    if last {
+                        let e = cblocks - 1;
+                        let live = (rows - e * PAIR).min(PAIR);
+                        let tile = &cbuf.as_slice()[e * C_BLOCK..(e + 1) * C_BLOCK];
+                        let bs = &scales.as_slice()[e * PAIR..(e + 1) * PAIR];
+                        self.epilogue(tile, bs, live, c0 + e * PAIR, qb * PAIR, halves, &mut cands, thr.as_mut_slice());
                     }
                     s0 += n;
                 }
