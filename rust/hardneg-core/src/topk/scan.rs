@@ -103,6 +103,22 @@ impl Prefetch {
     }
 }
 
+/// The C buffer of a chunk whose last dimension slice is done, for one query block.
+struct Finished<'a> {
+    /// C tiles of every 32-row block, `C_BLOCK` values each.
+    c: &'a [f32],
+    /// Per-row factors of the chunk.
+    scales: &'a [f32],
+    /// Rows in the chunk.
+    rows: usize,
+    /// First corpus row of the chunk.
+    row0: usize,
+    /// First query of the block.
+    q0: usize,
+    /// 16-query halves in the block.
+    halves: usize,
+}
+
 /// One scan's inputs.
 pub(crate) struct Scan<'a> {
     pub(crate) corpus: Source<'a>,
@@ -207,19 +223,13 @@ impl Scan<'_> {
                         // The epilogue of the previous block runs while this block's tile
                         // products are still in flight.
                         if last && cb > 0 {
-                            let e = cb - 1;
-                            let live = (rows - e * PAIR).min(PAIR);
-                            let tile = &cbuf.as_slice()[e * C_BLOCK..(e + 1) * C_BLOCK];
-                            let bs = &scales.as_slice()[e * PAIR..(e + 1) * PAIR];
-                            self.epilogue(tile, bs, live, c0 + e * PAIR, qb * PAIR, halves, &mut cands, thr.as_mut_slice());
+                            let block = Finished { c: cbuf.as_slice(), scales: scales.as_slice(), rows, row0: c0, q0: qb * PAIR, halves };
+                            self.epilogue(&block, cb - 1, &mut cands, thr.as_mut_slice());
                         }
                     }
                     if last {
-                        let e = cblocks - 1;
-                        let live = (rows - e * PAIR).min(PAIR);
-                        let tile = &cbuf.as_slice()[e * C_BLOCK..(e + 1) * C_BLOCK];
-                        let bs = &scales.as_slice()[e * PAIR..(e + 1) * PAIR];
-                        self.epilogue(tile, bs, live, c0 + e * PAIR, qb * PAIR, halves, &mut cands, thr.as_mut_slice());
+                        let block = Finished { c: cbuf.as_slice(), scales: scales.as_slice(), rows, row0: c0, q0: qb * PAIR, halves };
+                        self.epilogue(&block, cblocks - 1, &mut cands, thr.as_mut_slice());
                     }
                     s0 += n;
                 }
@@ -230,16 +240,18 @@ impl Scan<'_> {
         Ok(ScanPart { cands, norms })
     }
 
-    /// Compares a finished 2 x 2 block (32 rows from `row0`, 32 queries from `q0`) against the
-    /// thresholds and offers the rows that beat them to the reservoirs.
-    #[allow(clippy::too_many_arguments)]
+    /// Compares finished block `e` of a chunk (32 rows, 32 queries) against the thresholds and
+    /// offers the rows that beat them to the reservoirs.
     #[inline]
-    fn epilogue(&self, c: &[f32], scales: &[f32], live: usize, row0: usize, q0: usize, halves: usize, cands: &mut Reservoirs, thr: &mut [f32]) {
-        debug_assert!(c.len() == C_BLOCK && scales.len() == PAIR && thr.len() >= q0 + PAIR);
+    fn epilogue(&self, f: &Finished<'_>, e: usize, cands: &mut Reservoirs, thr: &mut [f32]) {
+        let c = &f.c[e * C_BLOCK..(e + 1) * C_BLOCK];
+        let scales = &f.scales[e * PAIR..(e + 1) * PAIR];
+        let live = (f.rows - e * PAIR).min(PAIR);
+        debug_assert!(thr.len() >= f.q0 + PAIR);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the scan only runs where AMX is ready, which implies AVX-512F (amx::cpu_support).
         unsafe {
-            self.epilogue_avx512(c, scales, live, row0, q0, halves, cands, thr)
+            self.epilogue_avx512(c, scales, live, f.row0 + e * PAIR, f.q0, f.halves, cands, thr)
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("AMX exists only on x86_64")
