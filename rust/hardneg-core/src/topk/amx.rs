@@ -137,6 +137,25 @@ pub(crate) const TILE_K: usize = 32;
 /// Rows of a tile (corpus rows of an A tile, queries of a B tile).
 pub(crate) const TILE_ROWS: usize = 16;
 
+/// Offset, in elements of `K` per 64-byte tile row (32 bf16 or 64 int8), of row `r`, dimension
+/// `t` in a packed corpus chunk: blocks of 32 rows, `[block][step][half][16 rows][K]`, `steps`
+/// steps of `K` dimensions per block.
+#[inline]
+pub(crate) fn tile_offset<const K: usize>(steps: usize, r: usize, t: usize) -> usize {
+    let (b, h, rr) = (r / (2 * TILE_ROWS), r % (2 * TILE_ROWS) / TILE_ROWS, r % TILE_ROWS);
+    ((b * steps + t / K) * 2 + h) * TILE_ROWS * K + rr * K + t % K
+}
+
+/// The same for the queries, VNNI-packed: tile row `i` holds dimensions `i p .. (i + 1) p` of 16
+/// queries side by side, `p = K / 16` (bf16 pairs or int8 quads).
+#[inline]
+pub(crate) fn vnni_offset<const K: usize>(steps: usize, q: usize, t: usize) -> usize {
+    let p = K / TILE_ROWS;
+    let (b, h, n) = (q / (2 * TILE_ROWS), q % (2 * TILE_ROWS) / TILE_ROWS, q % TILE_ROWS);
+    let (s, k) = (t / K, t % K);
+    ((b * steps + s) * 2 + h) * TILE_ROWS * K + (k / p) * K + n * p + k % p
+}
+
 /// The 64-byte LDTILECFG block: palette 1, all eight tiles 16 rows x 64 bytes.
 #[repr(C, align(64))]
 struct TileConfig([u8; 64]);
@@ -359,7 +378,7 @@ pub fn microkernel_flops(rows: usize, d: usize, queries: usize, slice_steps: usi
     let st = steps(d);
     let block = st * 2 * TILE_ELEMS;
     let (cb, qb) = (rows.div_ceil(PAIR), queries.div_ceil(PAIR));
-    let mut out = super::kernel::AlignedBuf::zeroed(1024 * cb);
+    let mut out = super::kernel::AlignedBuf::<f32>::zeroed(1024 * cb);
     let ks = slice_steps.clamp(1, st);
     let t = std::time::Instant::now();
     for _ in 0..repeats {

@@ -36,42 +36,8 @@ pub(crate) fn steps(d: usize) -> usize {
     d.div_ceil(TILE_K)
 }
 
-/// A 64-byte aligned, zero-initialised buffer of bf16 (as `u16`).
-pub(crate) struct TileBuf {
-    raw: Vec<Align64>,
-    len: usize,
-}
-
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Align64([u16; 32]);
-
-impl TileBuf {
-    pub(crate) fn zeroed(len: usize) -> Self {
-        TileBuf { raw: vec![Align64([0; 32]); len.div_ceil(32)], len }
-    }
-    #[inline(always)]
-    pub(crate) fn as_slice(&self) -> &[u16] {
-        // SAFETY: Align64 is repr(C) over [u16; 32], so the storage is len.div_ceil(32) * 32 u16.
-        unsafe { std::slice::from_raw_parts(self.raw.as_ptr().cast::<u16>(), self.len) }
-    }
-    #[inline(always)]
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [u16] {
-        // SAFETY: as above, and we hold the only reference.
-        unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().cast::<u16>(), self.len) }
-    }
-    /// The same storage as bytes (int8 tiles).
-    #[inline(always)]
-    pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: any u16 storage is valid as twice as many bytes.
-        unsafe { std::slice::from_raw_parts(self.raw.as_ptr().cast::<u8>(), 2 * self.len) }
-    }
-    #[inline(always)]
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as above, and we hold the only reference.
-        unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().cast::<u8>(), 2 * self.len) }
-    }
-}
+/// The 64-byte aligned tile buffers: bf16 as `u16`, int8 through [`AlignedBuf::bytes`].
+pub(crate) type TileBuf = super::kernel::AlignedBuf<u16>;
 
 /// A stored bf16 copy of a corpus: row-major `[N, d]` bf16 bits and each row's residual norm
 /// `||x - bf16(x)||` (from [`convert_rows`]).
@@ -101,19 +67,18 @@ pub(crate) struct RowNorms {
     pub(crate) residual: f32,
 }
 
+
+
 /// Offset (in bf16 elements) of corpus row `r`, dimension `t` in the chunk layout.
 #[inline]
 pub(crate) fn corpus_offset(steps: usize, r: usize, t: usize) -> usize {
-    let (b, h, rr) = (r / PAIR, r % PAIR / TILE_ROWS, r % TILE_ROWS);
-    ((b * steps + t / TILE_K) * 2 + h) * TILE_ELEMS + rr * TILE_K + t % TILE_K
+    super::amx::tile_offset::<TILE_K>(steps, r, t)
 }
 
 /// Offset of query `q`, dimension `t` in the query layout.
 #[inline]
 pub(crate) fn query_offset(steps: usize, q: usize, t: usize) -> usize {
-    let (b, h, n) = (q / PAIR, q % PAIR / TILE_ROWS, q % TILE_ROWS);
-    let (s, k) = (t / TILE_K, t % TILE_K);
-    ((b * steps + s) * 2 + h) * TILE_ELEMS + (k / 2) * TILE_K + n * 2 + k % 2
+    super::amx::vnni_offset::<TILE_K>(steps, q, t)
 }
 
 /// Buffer length (bf16 elements) of a chunk of `rows` corpus rows.
@@ -299,11 +264,8 @@ pub fn convert_rows(src: &[f32], d: usize, out: &mut [u16]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topk::test_data::lcg;
 
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
 
     #[test]
     fn rounding_is_nearest_even() {

@@ -336,11 +336,8 @@ unsafe fn rescore16_avx512(q: &[f32], corpus: MatrixRef<'_>, ids: &[u64], out: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topk::test_data::lcg;
 
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
 
     #[test]
     fn rescoring_is_the_kernels_chain_bit_for_bit() {

@@ -10,7 +10,7 @@
 //! * corpus chunk: blocks of 32 rows, `[block][step][half][16 rows][64 dims]`;
 //! * queries: blocks of 32 queries, `[block][step][half][16 quad rows][16 queries][4]`.
 
-use super::amx::{TILE_BYTES, TILE_ROWS};
+use super::amx::TILE_BYTES;
 use super::bf16::{TileBuf, PAIR};
 
 /// A stored int8 copy of a corpus: row-major `[N, d]` quantised rows and each row's scale
@@ -56,17 +56,15 @@ pub(crate) fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 {
 /// Byte offset of corpus row `r`, dimension `t` in the chunk layout.
 #[inline]
 pub(crate) fn corpus_offset(steps: usize, r: usize, t: usize) -> usize {
-    let (b, h, rr) = (r / PAIR, r % PAIR / TILE_ROWS, r % TILE_ROWS);
-    ((b * steps + t / TILE_K8) * 2 + h) * TILE_BYTES + rr * TILE_K8 + t % TILE_K8
+    super::amx::tile_offset::<TILE_K8>(steps, r, t)
 }
 
 /// Byte offset of query `q`, dimension `t` in the query layout.
 #[inline]
 pub(crate) fn query_offset(steps: usize, q: usize, t: usize) -> usize {
-    let (b, h, n) = (q / PAIR, q % PAIR / TILE_ROWS, q % TILE_ROWS);
-    let (s, k) = (t / TILE_K8, t % TILE_K8);
-    ((b * steps + s) * 2 + h) * TILE_BYTES + (k / 4) * 64 + n * 4 + k % 4
+    super::amx::vnni_offset::<TILE_K8>(steps, q, t)
 }
+
 
 /// Bytes of a packed chunk of `rows` corpus rows.
 #[inline]

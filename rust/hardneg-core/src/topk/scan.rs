@@ -162,7 +162,7 @@ impl Scan<'_> {
         let mut chunk = TileBuf::zeroed(chunk_len(chunk_cap, st * 32));
         let mut row_norms = vec![RowNorms::default(); chunk_cap];
         let mut scales = AlignedBuf::zeroed(chunk_cap.div_ceil(PAIR) * PAIR);
-        let mut cbuf = AlignedBuf::zeroed(chunk_cap.div_ceil(PAIR) * C_BLOCK);
+        let mut cbuf = AlignedBuf::<f32>::zeroed(chunk_cap.div_ceil(PAIR) * C_BLOCK);
         let mut norms = NormMax::default();
         // Bytes of one 32-row block (corpus) or 32-query block (queries).
         let block = st * 2 * TILE_BYTES;
