@@ -27,6 +27,12 @@ F32 = _hardneg.isa()
 needs_amx = pytest.mark.skipif(not AMX, reason="this CPU (or OS) offers no AMX tiles; test_amx_refusal_is_clear covers it")
 
 
+@pytest.fixture(autouse=True)
+def _no_kernel_override(monkeypatch):
+    """These tests choose kernels themselves; ``HARDNEG_KERNEL=x make test`` runs the rest of the suite on x."""
+    monkeypatch.delenv("HARDNEG_KERNEL", raising=False)
+
+
 def anisotropic(rng, n, d):
     """Text-embedding-like rows: a shared mean direction, a decaying spectrum, two outlier dimensions, unit norm."""
     mean = rng.standard_normal(d)
@@ -240,11 +246,6 @@ def test_every_damaged_file_raises_input_file_error(tmp_path, rng):
         hardneg.FlatIndex.load(path, mmap="yes")
 
 
-def _run(code: str, **env) -> subprocess.CompletedProcess:
-    e = {**os.environ, **env}
-    return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, timeout=300)
-
-
 def test_kernel_override_and_refused_permission_in_fresh_processes():
     code = (
         "import numpy as np, hardneg\n"
@@ -264,7 +265,7 @@ def test_kernel_override_and_refused_permission_in_fresh_processes():
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
         for env in ({}, {"HARDNEG_KERNEL": "scalar"}, {"HARDNEG_KERNEL": "avx2"}, {"HARDNEG_AMX_PERMISSION": "refuse"}):
-            r = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, timeout=300, cwd=tmp)
+            r = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, timeout=300, cwd=tmp)  # fmt: skip
             assert r.returncode == 0, r.stderr
             lines = r.stdout.splitlines()
             results[tuple(env.items())] = (lines, np.load(os.path.join(tmp, "out.npy")))
