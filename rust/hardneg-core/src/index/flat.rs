@@ -138,8 +138,8 @@ impl<'a> FlatIndex<'a> {
     }
 
     /// The kernel a search of `queries` queries uses: forced by `kernel` or `HARDNEG_KERNEL`,
-    /// else the AMX scan when it can run and either the index has a reduced-precision copy (the
-    /// scan then reads fewer bytes, whatever the batch) or enough queries share a pass.
+    /// else the AMX scan when it can run and at least [`Storage::amx_min_queries`] queries share
+    /// a pass (fewer with a bf16 copy, which halves the bytes to scan; always with int8).
     pub fn kernel_for(&self, queries: usize, kernel: Option<Kernel>) -> Result<Kernel> {
         if let Some(k) = kernel {
             k.check()?;
@@ -148,10 +148,7 @@ impl<'a> FlatIndex<'a> {
         if let Some(k) = Kernel::from_env()? {
             return Ok(k);
         }
-        if self.copy.is_some() && topk::amx::ready() {
-            return Ok(Kernel::Amx);
-        }
-        Ok(Kernel::auto(queries))
+        Ok(Kernel::auto_from(queries, self.storage().amx_min_queries()))
     }
 
     /// The corpus as given (not normalised, even for cosine).

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::matrix::MatrixRef;
 use crate::topk::bf16::convert_rows;
 use crate::topk::int8::quantize_rows;
-use crate::topk::{Bf16Rows, Int8Rows, Stored};
+use crate::topk::{dispatch, Bf16Rows, Int8Rows, Stored};
 
 /// How an index stores its rows for scanning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,6 +33,17 @@ impl Storage {
             Storage::Float32 => "float32",
             Storage::Bfloat16 => "bfloat16",
             Storage::Int8 => "int8",
+        }
+    }
+
+    /// Queries per search from which the AMX scan runs (when it can): the measured crossovers of
+    /// [`crate::topk::dispatch`] for float32 and bfloat16; int8 always scans its copy (the only
+    /// approximate path).
+    pub fn amx_min_queries(self) -> usize {
+        match self {
+            Storage::Float32 => dispatch::AMX_MIN_QUERIES,
+            Storage::Bfloat16 => dispatch::AMX_MIN_QUERIES_BF16,
+            Storage::Int8 => 1,
         }
     }
 

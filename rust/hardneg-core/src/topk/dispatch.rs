@@ -10,9 +10,15 @@ use crate::error::{Error, Result};
 /// Environment variable that forces a kernel: `amx`, `avx512`, `avx2` or `scalar`.
 pub const KERNEL_ENV: &str = "HARDNEG_KERNEL";
 
-/// Queries that must share a corpus pass before the AMX scan replaces the float32 kernel
-/// (measured crossover on the development machine, see the README's benchmark).
+/// Queries that must share a corpus pass before the AMX scan, converting float32 chunks to bf16
+/// on the fly, beats the float32 kernel (measured crossover: 32 at d = 384, 32-48 at d = 768;
+/// `benches/bench_topk.py --crossover`, README).
 pub const AMX_MIN_QUERIES: usize = 32;
+
+/// The same crossover when the scan reads a stored bf16 copy (half the bytes, no conversion):
+/// 16 at d = 384 and 768. Below it the float32 kernel is faster even though it reads twice the
+/// bytes (the tile scan computes 16 query columns whatever the batch).
+pub const AMX_MIN_QUERIES_BF16: usize = 16;
 
 /// A search kernel. Every kernel returns the same results, bit for bit: the float32 kernels
 /// compute each score as one fused multiply-add chain, and the AMX scan only proposes
@@ -83,9 +89,14 @@ impl Kernel {
         Ok(Some(kernel))
     }
 
-    /// The kernel a search of `queries` queries uses when nothing is forced.
+    /// The kernel a search of `queries` queries over float32 rows uses when nothing is forced.
     pub fn auto(queries: usize) -> Kernel {
-        if queries >= AMX_MIN_QUERIES && amx::ready() {
+        Kernel::auto_from(queries, AMX_MIN_QUERIES)
+    }
+
+    /// The AMX scan from `min_queries` queries on (when it can run), else the best float32 kernel.
+    pub fn auto_from(queries: usize, min_queries: usize) -> Kernel {
+        if queries >= min_queries && amx::ready() {
             Kernel::Amx
         } else {
             Kernel::F32(Isa::detect())
