@@ -149,7 +149,6 @@ fn failed_certificates_fall_back_to_the_same_results() {
     let (qm, cm) = (MatrixRef::new("q", &q, nq, d).unwrap(), MatrixRef::new("c", &c, n, d).unwrap());
     let want = f32_kernel(qm, cm, &SearchOptions::new(k));
     let counter = KernelCounter::new();
-    let counter = KernelCounter::new();
     let o = SearchOptions { kernel: Some(Kernel::Amx), overfetch: Some(k), threads: 1, counter: Some(&counter), bound_factor: 8.0, ..SearchOptions::new(k) };
     assert_same(&search(qm, cm, &o).unwrap(), &want, "overfetch = k");
     let s = counter.snapshot();

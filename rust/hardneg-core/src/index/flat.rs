@@ -180,7 +180,7 @@ impl<'a> FlatIndex<'a> {
     /// [`Searcher::search`] with explicit kernel choices.
     pub fn search_with(&self, queries: MatrixRef<'_>, params: &SearchParams<'_>, kernel: &KernelOptions) -> Result<TopK> {
         if kernel.exact && self.storage() == Storage::Int8 {
-            return Err(Error::param("exact", "this index stores int8 rows, whose results are approximate; search with exact=False, or build the index with storage='bfloat16' for exact results"));
+            return Err(Error::param("exact", "this index stores int8 rows, whose results are approximate: FlatIndex.search accepts them with exact=False; for exact results (and for mining, which needs them) build the index with storage='bfloat16' (half the bytes, exact) or 'float32'"));
         }
         let chosen = self.kernel_for(queries.rows(), kernel.kernel)?;
         let q = self.prepare(queries, topk::resolve_threads(params.threads))?;
