@@ -10,6 +10,7 @@ mod detach;
 mod errors;
 mod index;
 mod mine;
+mod runtime;
 
 use pyo3::prelude::*;
 
@@ -22,6 +23,7 @@ fn _hardneg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(index::isa, m)?)?;
     m.add_function(wrap_pyfunction!(index::available_isas, m)?)?;
     m.add_function(wrap_pyfunction!(index::kernels, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::default_threads, m)?)?;
     m.add_function(wrap_pyfunction!(mine::select_negatives, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::cluster_rows, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::dense_keys, m)?)?;
