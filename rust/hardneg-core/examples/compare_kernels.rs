@@ -4,6 +4,7 @@
 //!
 //!     cargo run --release -p hardneg-core --example compare_kernels -- N D Q K THREADS REPEATS [ROWS:DIMS...]
 
+use hardneg_core::synthetic::uniform;
 use hardneg_core::{search, Isa, Kernel, KernelCounter, MatrixRef, SearchOptions};
 use std::time::Instant;
 
@@ -20,17 +21,8 @@ fn main() {
         let (r, s) = v.split_once(':').expect("ROWS:DIMS");
         variants.push((Kernel::Amx, opt(r), opt(s)));
     }
-    let mut s = 1u64;
-    let mut gen = |len: usize| -> Vec<f32> {
-        (0..len)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
-    };
-    let c = gen(n * d);
-    let q = gen(nq * d);
+    let c = uniform(n * d, 1);
+    let q = uniform(nq * d, 2);
     let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
     let qm = MatrixRef::new("queries", &q, nq, d).unwrap();
     let mut best = vec![f64::MAX; variants.len()];

@@ -6,6 +6,7 @@
 //! * [`exclude`]: per-query id lists that a search must never return.
 //! * [`index`]: the [`Searcher`] trait mining runs on, and the exact [`FlatIndex`].
 //! * [`mine`]: hard-negative selection (filters, rank window, top/random/SimANS sampling).
+//! * [`synthetic`]: deterministic pseudo-random data for tests, examples and benchmarks.
 //! * [`cluster`]: balanced spherical 2-means and spherical k-means; [`batchplan`]: epoch plans
 //!   of cluster-balanced mini-batches.
 //!
@@ -17,6 +18,7 @@ pub mod exclude;
 pub mod index;
 pub mod matrix;
 pub mod mine;
+pub mod synthetic;
 pub mod topk;
 
 pub use error::{Error, Result};

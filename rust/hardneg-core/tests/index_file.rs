@@ -2,18 +2,9 @@
 //! error (never a panic) for every kind of damaged file.
 
 use hardneg_core::index::{FlatIndex, KernelOptions, Metric, SearchParams, Searcher, Storage};
+use hardneg_core::synthetic::uniform as data;
 use hardneg_core::{Error, MatrixRef};
 use std::path::PathBuf;
-
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 /// The scratch directory of this test process and test (`test`), created if needed.
 fn scratch_dir(test: &str) -> PathBuf {

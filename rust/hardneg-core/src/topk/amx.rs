@@ -361,16 +361,7 @@ pub fn peak_flops(iters: u64) -> Option<f64> {
 pub fn microkernel_flops(rows: usize, d: usize, queries: usize, slice_steps: usize, repeats: usize) -> Option<f64> {
     use super::bf16::{chunk_len, pack_chunk, pack_queries, steps, RowNorms, Rows, TileBuf, PAIR, TILE_ELEMS};
     let s = TileSession::start()?;
-    let mut seed = 1u64;
-    let mut gen = |len: usize| -> Vec<f32> {
-        (0..len)
-            .map(|_| {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
-    };
-    let (c, q) = (gen(rows * d), gen(queries * d));
+    let (c, q) = (crate::synthetic::uniform(rows * d, 1), crate::synthetic::uniform(queries * d, 2));
     let mut chunk = TileBuf::zeroed(chunk_len(rows, d));
     let mut norms = vec![RowNorms::default(); rows];
     pack_chunk(Rows::F32(&c), d, 0, rows, chunk.as_mut_slice(), &mut norms);

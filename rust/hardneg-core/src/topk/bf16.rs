@@ -264,7 +264,7 @@ pub fn convert_rows(src: &[f32], d: usize, out: &mut [u16]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topk::test_data::lcg;
+    use crate::synthetic::lcg;
 
 
     #[test]

@@ -336,7 +336,7 @@ unsafe fn rescore16_avx512(q: &[f32], corpus: MatrixRef<'_>, ids: &[u64], out: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topk::test_data::lcg;
+    use crate::synthetic::lcg;
 
 
     #[test]

@@ -132,13 +132,7 @@ mod tests {
         assert_eq!(q, [64, -127, 32, 0]);
         assert!((s - 1.0 / 127.0).abs() < 1e-9);
         assert_eq!(quantize_row(&[0.0, 0.0], &mut q[..2]), 0.0);
-        let mut seed = 1u64;
-        let x: Vec<f32> = (0..300)
-            .map(|_| {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect();
+        let x = crate::synthetic::uniform(300, 1);
         let mut q = vec![0i8; 300];
         let s = quantize_row(&x, &mut q);
         for (&v, &qi) in x.iter().zip(&q) {

@@ -486,7 +486,7 @@ unsafe fn tile_avx2<const NQ: usize>(cb: &[f32], qg: &[f32], kc: usize, io: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topk::test_data::lcg;
+    use crate::synthetic::lcg;
 
 
     #[test]

@@ -414,16 +414,6 @@ fn merge(parts: &[Heaps], nq: usize, k: usize) -> TopK {
     TopK { rows: nq, k, scores, ids }
 }
 
-/// Deterministic test data shared by the unit tests of the kernels.
-#[cfg(test)]
-pub(crate) mod test_data {
-    /// A uniform value in [-0.5, 0.5) from a 64-bit LCG.
-    pub(crate) fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
