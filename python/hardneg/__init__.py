@@ -1,7 +1,8 @@
 """hardneg: Rust-accelerated negative sampling for training embedding models.
 
 * :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions;
-  :func:`load_index` opens a saved index of any kind.
+  AMX bf16 scans certified exact, bfloat16/int8 storage, saved indexes; :func:`kernels` says
+  what runs; :func:`load_index` opens a saved index of any kind.
 * :func:`mine` / :class:`Mined`: streaming hard-negative mining (search, filters, window, sampling).
 * :func:`mine_to_disk` / :func:`load_mined` / ``hardneg mine``: the same as a resumable job writing Parquet shards.
 * :func:`search_partial` / :func:`merge_topk`: one corpus shard's top-k with global ids, and the
@@ -38,7 +39,7 @@ from .errors import (
     ParameterError,
     ShapeError,
 )
-from .index import FlatIndex, load_index, topk
+from .index import FlatIndex, kernels, load_index, topk
 from .selection import Selection, select_negatives
 from .mining import Mined, mine
 from .mining_job import load_mined, mine_to_disk
@@ -55,6 +56,7 @@ __all__ = [
     "search_partial",
     "merge_topk",
     "distributed",
+    "kernels",
     "load_index",
     "select_negatives",
     "mine",
