@@ -6,6 +6,8 @@
 * :func:`select_negatives`: filters, rank window and top/random/SimANS sampling over candidate lists.
 * :mod:`hardneg.losses` (needs torch, imported on first use): contrastive losses such as
   :class:`InfoNCE` and the memory-efficient :class:`ChunkedInfoNCE`.
+* :class:`NegativeStore` / :class:`Refresher` / :class:`hardneg.data.HardNegativeDataset`: mined
+  negatives as training data, refreshed with the current model during training.
 * :func:`cluster`: balanced (or k-means) spherical clustering; :class:`ClusterBatchSampler`:
   cluster-balanced mini-batches for PyTorch (imported lazily, so ``import hardneg`` never
   imports torch).
@@ -37,6 +39,8 @@ from .selection import Selection, select_negatives
 from .mining import Mined, mine
 from .mining_job import load_mined, mine_to_disk
 from .cluster import ClusterResult, cluster
+from .store import NegativeStore
+from .refresh import Refresher
 
 __version__: str = _hardneg.__version__
 
@@ -68,6 +72,8 @@ __all__ = [
     "cluster",
     "ClusterResult",
     "ClusterBatchSampler",
+    "NegativeStore",
+    "Refresher",
 ]
 
 # The losses need torch: import them only when used, so ``import hardneg`` works without torch.
