@@ -23,6 +23,7 @@ from typing import Any, Mapping, NamedTuple, Union
 import numpy as np
 
 from .errors import DTypeError, IdOutOfRangeError, InputFileError, ParameterError, ShapeError
+from .mining_job import _write_atomic
 
 __all__ = ["NegativeStore", "StoreVersion"]
 
@@ -91,15 +92,6 @@ def _unpack(negatives: Any, positives: Any) -> tuple[np.ndarray, Any]:
     if isinstance(negatives, Mined):
         return negatives.negatives, negatives.positives if positives is None else positives
     return negatives, positives
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _save_npy(path: str, arr: np.ndarray) -> None:
