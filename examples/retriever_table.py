@@ -27,7 +27,7 @@ def per_query(ranks: Any) -> dict[str, np.ndarray]:
     """Each query's value of every metric from its 0-based rank (-1 = not in the top 100)."""
     r = np.asarray(ranks, dtype=np.int64)
     found = r >= 0
-    rf = r.astype(np.float64)
+    rf = np.where(found, r, 10**9).astype(np.float64)
     out = {f"recall@{c}": (found & (r < c)).astype(np.float64) for c in (1, 10, 100)}
     top10 = found & (r < 10)
     out["mrr@10"] = np.where(top10, 1.0 / (rf + 1), 0.0)

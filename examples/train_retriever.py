@@ -200,13 +200,10 @@ def ranks_of(q: np.ndarray, d: np.ndarray, relevant: list[np.ndarray]) -> np.nda
 
 
 def metrics(ranks: np.ndarray) -> dict[str, float]:
-    r = ranks.astype(np.float64)
-    found = ranks >= 0
-    out = {f"recall@{c}": float(np.mean(found & (ranks < c))) for c in CUTOFFS}
-    top10 = found & (ranks < 10)
-    out["mrr@10"] = float(np.mean(np.where(top10, 1.0 / (r + 1), 0.0)))
-    out["ndcg@10"] = float(np.mean(np.where(top10, 1.0 / np.log2(r + 2), 0.0)))  # one relevant document
-    return out
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from retriever_table import per_query  # one definition of the metrics for runs and table
+
+    return {k: float(v.mean()) for k, v in per_query(ranks).items()}
 
 
 def evaluate(q: np.ndarray, d: np.ndarray, gold: np.ndarray, lenient: list[np.ndarray]) -> dict[str, Any]:

@@ -10,8 +10,8 @@ version from shared state that workers (persistent ones too) see.
   clusters) are used from that epoch's first batch.
 * ``every_n_steps``: the refresh runs in ``on_step_end``; with ``swap_at="epoch"`` (default,
   reproducible: every batch of an epoch comes from one version) the dataset switches at the next
-  epoch start, with ``swap_at="step"`` right away (batches already prefetched by workers still
-  hold the old negatives).
+  epoch start, with ``swap_at="step"`` right away (batches already fetched still hold the old
+  negatives: accelerate reads one batch ahead, DataLoader workers prefetch more).
 
 A refresh that fails raises out of ``trainer.train()`` at the step where it ran; the dataset
 keeps the version it had.
