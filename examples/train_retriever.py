@@ -80,6 +80,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--cache", default=None, help="directory for the base model's embeddings (default: next to --out)")
     ap.add_argument("--log", default=None, help="per-step JSONL log (default: --out with .log.jsonl)")
     ap.add_argument("--encode-batch", type=int, default=64)
+    ap.add_argument("--group-field", default="source",
+                    help="JSONL field naming a pair's group (Debian: the source package), for diagnostics only: "
+                         "how many mined negatives and in-batch positives come from the query's own group")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.batch_size < 2:
         ap.error("--steps must be >= 1 and --batch-size >= 2")
@@ -89,7 +92,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 # -- data -------------------------------------------------------------------------------------
 
 
-def read_pairs(path: str) -> list[tuple[str, str]]:
+def read_pairs(path: str, group_field: str | None = None) -> list[tuple[str, str, Any]]:
+    """(query, positive, group) per line; group = the ``group_field`` value or None."""
     rows = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -98,17 +102,26 @@ def read_pairs(path: str) -> list[tuple[str, str]]:
             obj = json.loads(line)
             if not isinstance(obj.get("query"), str) or not isinstance(obj.get("positive"), str):
                 sys.exit(f"{path}:{n}: every line needs string fields 'query' and 'positive'")
-            rows.append((obj["query"], obj["positive"]))
+            rows.append((obj["query"], obj["positive"], obj.get(group_field) if group_field else None))
     if not rows:
         sys.exit(f"{path} holds no pairs")
     return rows
 
 
-def index_documents(pairs: list[tuple[str, str]]) -> tuple[list[str], list[str], np.ndarray]:
+def index_documents(pairs: list[tuple[str, str, Any]]) -> tuple[list[str], list[str], np.ndarray]:
     """(queries, distinct documents, each query's document id)."""
     ids: dict[str, int] = {}
-    gold = np.fromiter((ids.setdefault(p, len(ids)) for _, p in pairs), np.int64, len(pairs))
-    return [q for q, _ in pairs], list(ids), gold
+    gold = np.fromiter((ids.setdefault(p, len(ids)) for _, p, _ in pairs), np.int64, len(pairs))
+    return [q for q, _, _ in pairs], list(ids), gold
+
+
+def same_group_share(doc_ids: np.ndarray, query_groups: np.ndarray, doc_groups: np.ndarray) -> float:
+    """Share of the valid ids in ``doc_ids`` [Q, n] whose document's group is the query's group."""
+    valid = doc_ids >= 0
+    if not valid.any():
+        return float("nan")
+    same = doc_groups[np.maximum(doc_ids, 0)] == query_groups[:, None]
+    return float(same[valid].mean())
 
 
 def truncation_keys(model: Any, texts: list[str], max_len: int) -> np.ndarray:
@@ -248,7 +261,8 @@ def batch_diagnostics(q: Any, p: Any, n: Any, pos_keys: Any, neg_keys: Any) -> d
 
 
 def train(args: argparse.Namespace, model: Any, queries: list[str], docs: list[str], gold: np.ndarray,
-          doc_keys: np.ndarray, q_emb: np.ndarray, d_emb: np.ndarray, logf: Any) -> dict[str, Any]:
+          doc_keys: np.ndarray, q_emb: np.ndarray, d_emb: np.ndarray, logf: Any,
+          groups: np.ndarray | None = None) -> dict[str, Any]:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -267,6 +281,10 @@ def train(args: argparse.Namespace, model: Any, queries: list[str], docs: list[s
     mined = hardneg.mine(q_emb, d_emb, gold, progress=False, **mine_kwargs)
     mining = {"seconds": time.perf_counter() - t0, "params": mined.params,
               **{k: v for k, v in mined.stats.items() if k != "score_distribution"}}
+    if groups is not None:  # groups[i]: group of query i; a document's group is its query's
+        doc_groups = np.empty(len(docs), groups.dtype)
+        doc_groups[gold] = groups
+        mining["same_group_share"] = same_group_share(mined.negatives, groups, doc_groups)
     log(f"mined {len(queries)} queries in {mining['seconds']:.1f}s: {mined.stats['empty_queries']} without a negative, "
         f"{mined.stats['short_queries']} short of {args.pool}")
     store = hardneg.NegativeStore(mined)
@@ -325,6 +343,11 @@ def train(args: argparse.Namespace, model: Any, queries: list[str], docs: list[s
         rec = {"step": step, "epoch": epoch, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0],
                "seconds": time.perf_counter() - t_step, "missing_negatives": int((~batch["negative_mask"]).sum()),
                **batch_diagnostics(q, p, n, batch["positive_keys"], batch["negative_keys"])}
+        if groups is not None:  # share of the other rows' positives from the row's own group
+            g = groups[batch["query_ids"].numpy()]
+            rec["same_group_in_batch"] = float(((g[:, None] == g[None, :]).sum(1) - 1).mean() / max(B - 1, 1))
+            if n is not None:
+                rec["same_group_negatives"] = same_group_share(batch["negative_ids"].numpy(), g, doc_groups)
         losses.append(rec["loss"])
         if refresher is not None and refresher.due(step=step) and step < args.steps:
             t_ref = time.perf_counter()
@@ -357,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_path = args.log or os.path.splitext(args.out)[0] + ".log.jsonl"
     log(f"arm={args.arm} seed={args.seed} steps={args.steps} batch={args.batch_size} threads={torch.get_num_threads()}")
 
-    train_pairs = read_pairs(args.train)
+    train_pairs = read_pairs(args.train, args.group_field)
     random.Random(0).shuffle(train_pairs)  # a fixed subset: every seed and arm trains on the same pairs
     train_pairs = train_pairs[: args.train_limit]
     eval_pairs = read_pairs(args.eval)[: args.eval_limit]
@@ -378,7 +401,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"base model: {json.dumps(before['strict'])} ({time.perf_counter() - t0:.0f}s)")
 
     with open(log_path, "w", encoding="utf-8") as logf:
-        run = train(args, model, tq, tdocs, tgold, tkeys, q_emb, d_emb, logf)
+        groups = None
+        if all(g is not None for _, _, g in train_pairs):
+            names: dict[Any, int] = {}
+            groups = np.fromiter((names.setdefault(g, len(names)) for _, _, g in train_pairs), np.int64, len(train_pairs))
+        run = train(args, model, tq, tdocs, tgold, tkeys, q_emb, d_emb, logf, groups)
 
     t0 = time.perf_counter()
     after = evaluate(encode(model, eq, args.encode_batch), encode(model, edocs, args.encode_batch), egold, lenient)
