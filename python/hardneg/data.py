@@ -357,7 +357,7 @@ class HardNegativeDataset:
         hf.set_transform(_HFTransform(self))
         return hf
 
-    def filled_negatives(self, query_ids: Any, pos: np.ndarray, neg: np.ndarray, epoch: int) -> np.ndarray:
+    def _filled_negatives(self, query_ids: Any, pos: np.ndarray, neg: np.ndarray, epoch: int) -> np.ndarray:
         """``neg`` with every ``-1`` replaced: by the query's other negatives, else by keyed random documents."""
         if neg.size == 0:
             return neg
@@ -393,7 +393,7 @@ class _HFTransform:
         ds = self.ds
         q = np.asarray(batch["query_id"], dtype=np.int64)
         pos, neg = ds.draw(q)
-        neg = ds.filled_negatives(q, pos, neg, ds.epoch)
+        neg = ds._filled_negatives(q, pos, neg, ds.epoch)
         docs, queries = ds.documents, ds.queries
         assert docs is not None and queries is not None
         out: dict[str, list[str]] = {"anchor": [queries[i] for i in q.tolist()], "positive": [docs[i] for i in pos.tolist()]}
