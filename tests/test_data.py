@@ -225,7 +225,7 @@ def test_to_hf_dataset_layout_and_filling() -> None:
     docs = [f"d{i}" for i in range(6)]
     ds = HardNegativeDataset(["q0", "q1", "q2"], docs, hardneg.NegativeStore(neg, positives=pos), negatives_per_item=2, seed=4)
     hf = ds.to_hf_dataset()
-    assert hf.column_names == ["query_id"]
+    assert hf.column_names == ["anchor", "query_id"] and hf["anchor"] == ["q0", "q1", "q2"]  # stored columns
     rows = hf[:3]
     assert list(rows) == ["anchor", "positive", "negative_1", "negative_2"]
     assert rows["anchor"] == ["q0", "q1", "q2"] and rows["positive"] == ["d0", "d1", "d2"]

@@ -293,3 +293,112 @@ def test_stats_skip_counts_match_sentence_transformers(pair_ds, model, cache, ca
         m = re.search(rf"Skipped ([\d,]+) potential negatives \([\d.]+%\) due to the {rule}", theirs)
         assert m, theirs
         assert stats["skipped"][rule] == int(m.group(1).replace(",", ""))
+
+
+# --- from mined ids to sentence-transformers' datasets ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def st_embeddings(model, pair_ds):
+    """The texts and embeddings sentence-transformers' mining uses (same de-duplication, same calls)."""
+    queries = list(dict.fromkeys(pair_ds["query"]))
+    corpus = list(dict.fromkeys(pair_ds["answer"]))
+    kw = dict(batch_size=32, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+    return queries, corpus, model.encode_query(queries, **kw), model.encode_document(corpus, **kw)
+
+
+@pytest.mark.parametrize("output_format, output_scores", [("triplet", False), ("triplet", True), ("n-tuple", True),
+                                                          ("labeled-list", False), ("labeled-list", True),
+                                                          ("labeled-pair", False)])
+def test_mined_to_dataset_equals_sentence_transformers_output(pair_ds, model, cache, st_embeddings, tmp_path,
+                                                             output_format, output_scores):
+    theirs = st_mine(pair_ds, model, verbose=False, cache_folder=cache, relative_margin=0.05, range_min=2,
+                     num_negatives=4, output_format=output_format, output_scores=output_scores)
+    queries, corpus, q, c = st_embeddings
+    positives = [corpus.index(a) for a in pair_ds["answer"]]
+    mined = hardneg.mine(q, c, positives, num_negatives=4, relative_margin=0.05, range_min=2, progress=False)
+    kw = dict(format=output_format, output_scores=output_scores, anchor_column="query", positive_column="answer")
+    assert_same(mined.to_dataset(queries, corpus, **kw), theirs)
+    if output_format == "triplet" and not output_scores:  # the same from a mining output directory
+        hardneg.mine_to_disk(q, c, positives, tmp_path / "mined", num_negatives=4, relative_margin=0.05, range_min=2,
+                             progress=False)
+        assert_same(hardneg.load_mined(tmp_path / "mined").to_dataset(queries, corpus, **kw), theirs)
+
+
+def test_to_dataset_checks_the_texts(st_embeddings):
+    queries, corpus, q, c = st_embeddings
+    mined = hardneg.mine(q, c, np.arange(len(queries)), num_negatives=2, progress=False)
+    with pytest.raises(hardneg.ShapeError, match="query_texts has 59 texts but 60 queries"):
+        mined.to_dataset(queries[:-1], corpus)
+    with pytest.raises(hardneg.IdOutOfRangeError, match="corpus_texts has 10 texts"):
+        mined.to_dataset(queries, corpus[:10])
+    with pytest.raises(hardneg.ParameterError, match="format must be one of"):
+        mined.to_dataset(queries, corpus, format="pairs")
+
+
+def test_a_model_path_instead_of_a_model_says_what_to_do(pair_ds):
+    path = _model_path()
+    with pytest.raises(hardneg.ParameterError, match=r"model must be a loaded SentenceTransformer, got the path .*"
+                                                     r"load it first: model = sentence_transformers\.SentenceTransformer"):
+        hn_mine(pair_ds, path, verbose=False)
+    with pytest.raises(hardneg.ParameterError, match="cross_encoder must be a loaded CrossEncoder"):
+        hn_mine(pair_ds, object.__new__(SentenceTransformer), cross_encoder="cross-encoder/ms-marco", verbose=False)
+
+
+# --- the trainer's batch sampler -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_trainer_factory_with_an_eval_set_in_a_real_training_run(tmp_path):
+    """The recipe that crashed: the trainer also asks the batch_sampler factory for the eval set."""
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
+
+    from hardneg.integrations.sentence_transformers import ClusterBatchSamplerFactory
+
+    model = SentenceTransformer(_model_path(), device="cpu")  # trained here: not the shared fixture
+    model.max_seq_length = 16
+    pairs = stdlib_docstring_pairs(limit=48, max_chars=80)
+    train = datasets.Dataset.from_dict({"anchor": [q for q, _ in pairs[:32]], "positive": [p for _, p in pairs[:32]]})
+    dev = datasets.Dataset.from_dict({"anchor": [q for q, _ in pairs[32:]], "positive": [p for _, p in pairs[32:]]})
+    emb = model.encode(train["anchor"], convert_to_numpy=True, normalize_embeddings=True)
+    factory = ClusterBatchSamplerFactory(train, embeddings=emb, cluster_size=4)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=8, per_device_eval_batch_size=8, num_train_epochs=1,
+        batch_sampler=factory, eval_strategy="steps", eval_steps=2, report_to=[], save_strategy="no",
+        logging_strategy="no", use_cpu=True, dataloader_num_workers=0, seed=3,
+    )  # fmt: skip
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
+                                         loss=losses.MultipleNegativesRankingLoss(model))
+    trainer.train()
+    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    assert len(evals) == 2 and all(np.isfinite(evals))  # evaluated at steps 2 and 4
+    assert isinstance(factory.train_sampler, hardneg.ClusterBatchSampler)
+    assert trainer.state.global_step == len(factory.train_sampler) == 4
+    assert factory.train_sampler.seed == 3
+    # the README's old lambda, for the record: the sampler built from the training rows breaks on the eval set
+    old = lambda ds, batch_size, drop_last, **kw: hardneg.ClusterBatchSampler(  # noqa: E731
+        emb, batch_size, cluster_size=4, group_keys=ds["positive"], drop_last=drop_last, num_replicas=1, rank=0)
+    with pytest.raises(hardneg.ShapeError, match="group_keys has 16 entries but there are 32 rows"):
+        old(dev, batch_size=8, drop_last=False)
+
+
+def test_trainer_factory_embeds_with_the_model_and_recognises_the_training_data(model):
+    from hardneg.integrations.sentence_transformers import ClusterBatchSamplerFactory
+
+    pairs = stdlib_docstring_pairs(limit=40, max_chars=80)
+    train = datasets.Dataset.from_dict({"q": [q for q, _ in pairs[:24]], "d": [p for _, p in pairs[:24]]})
+    dev = datasets.Dataset.from_dict({"q": [q for q, _ in pairs[24:]], "d": [p for _, p in pairs[24:]]})
+    factory = ClusterBatchSamplerFactory(train, model=model, eval_batches="cluster", cluster_size=2)
+    same_rows = datasets.Dataset.from_dict(train.to_dict())  # another object, same texts: still the training data
+    s = factory(same_rows, batch_size=8, drop_last=False, seed=1)
+    assert s is factory.train_sampler and len(s) == 3
+    e = factory(dev, batch_size=8, drop_last=True)  # eval_batches="cluster": embedded with the model
+    assert isinstance(e, hardneg.ClusterBatchSampler) and len(e) == 2 and e is not factory.train_sampler
+    with pytest.raises(hardneg.ParameterError, match="needs embeddings of the training rows or a model"):
+        ClusterBatchSamplerFactory(train)
+    with pytest.raises(hardneg.ParameterError, match=r"embeddings has 3 rows but the training dataset has 24"):
+        ClusterBatchSamplerFactory(train, embeddings=np.zeros((3, 4), np.float32))
+    with pytest.raises(hardneg.ParameterError, match=r"unknown ClusterBatchSampler arguments \['batch_size'\]"):
+        ClusterBatchSamplerFactory(train, model=model, batch_size=8)
+    with pytest.raises(hardneg.ParameterError, match="model must be a loaded SentenceTransformer"):
+        ClusterBatchSamplerFactory(train, model=_model_path())

@@ -198,7 +198,9 @@ def test_cli_errors_are_reported_not_raised(tmp_path):
     assert main([*base, "--positives", str(tmp_path / "p.npy")]) == 2
     assert main([*base, "--positives", str(tmp_path / "missing.npy")]) == 2
     np.save(tmp_path / "p.npy", np.arange(10))
-    assert main([*base, "--positives", str(tmp_path / "p.npy"), "--sampling", "best"]) == 2
+    with pytest.raises(SystemExit) as stop:  # argparse's own check of the choices
+        main([*base, "--positives", str(tmp_path / "p.npy"), "--sampling", "best"])
+    assert stop.value.code == 2
     assert main([*base, "--positives", str(tmp_path / "p.npy"), "--num-negatives", "3", "--range-max", "2"]) == 2
     assert main([*base, "--positives", str(tmp_path / "p.npy"), "--num-negatives", "3", "--no-progress"]) == 0
     assert main([*base, "--positives", str(tmp_path / "p.npy"), "--num-negatives", "2"]) == 2  # other job in o

@@ -113,7 +113,7 @@ def _texts():
     return queries, docs
 
 
-def _train(model, tmp_path, ds, callback, epochs, batch_sampler=None):
+def _train(model, tmp_path, hf, callback, epochs, batch_sampler=None):
     import sentence_transformers as st
     from sentence_transformers.sentence_transformer import losses
 
@@ -122,7 +122,7 @@ def _train(model, tmp_path, ds, callback, epochs, batch_sampler=None):
         output_dir=str(tmp_path), per_device_train_batch_size=6, num_train_epochs=epochs, report_to=[],
         save_strategy="no", logging_strategy="no", use_cpu=True, dataloader_num_workers=0, seed=0, **kw,
     )  # fmt: skip
-    trainer = st.SentenceTransformerTrainer(model=model, args=args, train_dataset=ds.to_hf_dataset(),
+    trainer = st.SentenceTransformerTrainer(model=model, args=args, train_dataset=hf,
                                             loss=losses.MultipleNegativesRankingLoss(model), callbacks=[callback])
     trainer.train()
     return trainer
@@ -141,6 +141,7 @@ def _recording(ds, monkeypatch):
 
 
 def test_callback_refreshes_between_epochs_in_a_real_training_run(st_model, tmp_path, monkeypatch) -> None:
+    from hardneg.integrations.sentence_transformers import ClusterBatchSamplerFactory
     from hardneg.integrations.transformers import RefreshCallback
 
     queries, docs = _texts()
@@ -148,21 +149,18 @@ def test_callback_refreshes_between_epochs_in_a_real_training_run(st_model, tmp_
     q0, d0 = enc(queries), enc(docs)
     store = hardneg.NegativeStore(hardneg.mine(q0, d0, np.arange(24), num_negatives=3))
     ds = HardNegativeDataset(queries, docs, store, negatives_per_item=1, seed=0)
-    made = []
-
-    def factory(dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):  # noqa: ANN001, ANN202
-        made.append(hardneg.ClusterBatchSampler(q0, batch_size, cluster_size=3, drop_last=drop_last, seed=seed,
-                                                num_replicas=1, rank=0))
-        return made[-1]
-
+    hf = ds.to_hf_dataset()
+    factory = ClusterBatchSamplerFactory(hf, embeddings=q0, group_key_column=None, cluster_size=3)
     refresher = hardneg.Refresher(lambda: enc(queries), lambda: enc(docs), store=store, every_n_epochs=1,
                                   mine_kwargs={"num_negatives": 3})
     cb = RefreshCallback(refresher, dataset=ds)
     seen = _recording(ds, monkeypatch)
-    trainer = _train(st_model, tmp_path, ds, cb, epochs=2, batch_sampler=factory)
+    trainer = _train(st_model, tmp_path, hf, cb, epochs=2, batch_sampler=factory)
     assert trainer.state.global_step == 8
     assert store.version == 1 and cb.swaps == [(4, 1, 1)]
-    assert refresher.sampler is made[0]  # found in the trainer's DataLoader and re-clustered
+    assert refresher.sampler is factory.train_sampler  # found in the trainer's DataLoader and re-clustered
+    labels0 = hardneg.ClusterBatchSampler(q0, 6, cluster_size=3).labels
+    assert not np.array_equal(factory.train_sampler.labels, labels0)
     assert refresher.history[0]["epoch"] == 1
     # every row of epoch 0 was drawn from version 0, every row of epoch 1 from version 1
     by_epoch = {}
@@ -189,13 +187,13 @@ def test_callback_failure_raises_in_training_and_keeps_the_negatives(st_model, t
     refresher = hardneg.Refresher(lambda: q0, lambda: nan_docs, store=store, every_n_steps=2)
     cb = RefreshCallback(refresher, dataset=ds, swap_at="step")
     with pytest.raises(hardneg.NonFiniteError, match="encode_documents returned NaN or Inf in row 5"):
-        _train(st_model, tmp_path, ds, cb, epochs=1)
+        _train(st_model, tmp_path, ds.to_hf_dataset(), cb, epochs=1)
     assert store.version == 0 and ds.version == 0 and cb.swaps == []
     # a working refresher with swap_at="step" switches right after its step
     refresher = hardneg.Refresher(lambda: q0[::-1].copy(), lambda: d0, store=store, every_n_steps=2)
     cb = RefreshCallback(refresher, dataset=ds, swap_at="step")
     seen = _recording(ds, monkeypatch)
-    _train(st_model, tmp_path, ds, cb, epochs=1)
+    _train(st_model, tmp_path, ds.to_hf_dataset(), cb, epochs=1)
     assert cb.swaps == [(2, 0, 1), (4, 0, 2)]
     # accelerate's DataLoaderShard fetches one batch ahead: batch 3 was drawn before the swap after
     # step 2, batch 4 after it (this is the prefetch the callback's swap_at="step" documents)

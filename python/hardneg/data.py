@@ -329,14 +329,17 @@ class HardNegativeDataset:
 
     # -- sentence-transformers ------------------------------------------------------------------
     def to_hf_dataset(self) -> Any:
-        """A ``datasets.Dataset`` in sentence-transformers' column layout, drawn on access.
+        """A ``datasets.Dataset`` whose rows have sentence-transformers' column layout, drawn on access.
 
-        Columns ``anchor``, ``positive``, ``negative_1`` .. ``negative_n`` (texts), computed by
-        a transform (``set_transform``) from this dataset's current epoch and store version,
-        so :class:`hardneg.integrations.transformers.RefreshCallback` can swap negatives
-        between epochs. The layout has no padding: a query with fewer than ``n`` valid
-        negatives repeats its negatives, and a query with none gets documents drawn from the
-        corpus by the same keyed hash (never its positive).
+        Rows (``hf[i]``, ``hf[a:b]``, what the trainer's DataLoader reads) have the columns
+        ``anchor``, ``positive``, ``negative_1`` .. ``negative_n`` (texts), computed by a transform
+        (``set_transform``) from this dataset's current epoch and store version, so
+        :class:`hardneg.integrations.transformers.RefreshCallback` can swap negatives between
+        epochs. The stored columns are ``anchor`` (the query texts) and ``query_id``; reading one
+        column (``hf["anchor"]``, as a ``batch_sampler`` factory does) returns it as stored. The
+        layout has no padding: a query with fewer than ``n`` valid negatives repeats its
+        negatives, and a query with none gets documents drawn from the corpus by the same keyed
+        hash (never its positive).
 
         Examples
         --------
@@ -346,14 +349,14 @@ class HardNegativeDataset:
         >>> mined = hardneg.mine(emb, emb, positives=np.arange(5), num_negatives=2)
         >>> ds = HardNegativeDataset([f"q{i}" for i in range(5)], [f"d{i}" for i in range(5)], mined, negatives_per_item=2)
         >>> hf = ds.to_hf_dataset()
-        >>> list(hf[0])
-        ['anchor', 'positive', 'negative_1', 'negative_2']
+        >>> list(hf[0]), hf[0]["positive"], hf["anchor"][:2]
+        (['anchor', 'positive', 'negative_1', 'negative_2'], 'd0', ['q0', 'q1'])
         """
         import datasets
 
         if self.queries is None or self.documents is None:
             raise ParameterError("to_hf_dataset needs query and document texts; create the dataset with both")
-        hf = datasets.Dataset.from_dict({"query_id": np.arange(len(self), dtype=np.int64)})
+        hf = datasets.Dataset.from_dict({"anchor": list(self.queries), "query_id": np.arange(len(self), dtype=np.int64)})
         hf.set_transform(_HFTransform(self))
         return hf
 
@@ -389,7 +392,9 @@ class _HFTransform:
     def __init__(self, ds: HardNegativeDataset) -> None:
         self.ds = ds
 
-    def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[str]]:
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        if "anchor" not in batch or "query_id" not in batch:  # one stored column was asked for
+            return dict(batch)
         ds = self.ds
         q = np.asarray(batch["query_id"], dtype=np.int64)
         pos, neg = ds.draw(q)

@@ -184,6 +184,7 @@ def mine_to_disk(
     sampling: Sampling = "top",
     seed: int = 0,
     exclude: Any = None,
+    exclude_self: bool = False,
     threads: int | None = None,
     progress: Progress = None,
     simans_a: float = SIMANS_A,
@@ -243,7 +244,7 @@ def mine_to_disk(
     plan = _Plan(queries, corpus, positives, num_negatives=num_negatives, metric=metric, range_min=range_min,
                  range_max=range_max, min_score=min_score, max_score=max_score, absolute_margin=absolute_margin,
                  relative_margin=relative_margin, sampling=sampling, seed=seed, exclude=exclude, threads=threads,
-                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size)
+                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size, exclude_self=exclude_self)
     out = os.fspath(out_dir)
     if os.path.exists(out) and not os.path.isdir(out):
         raise OutputDirError(f"{out!r} exists and is not a directory; choose a directory path")
@@ -369,34 +370,31 @@ def load_mined(out_dir: str | os.PathLike[str]) -> Mined:
 
 def add_mine_parser(sub: Any) -> None:
     """Adds the ``mine`` subcommand to the ``hardneg`` parser."""
+    from .cli import HelpFormatter, add_selection_options
+
     p = sub.add_parser(
         "mine",
         help="mine hard negatives from .npy embeddings into resumable Parquet shards",
         description="Mine hard negatives: exact search, filters, rank window, sampling. Writes Parquet shards and a "
-        "manifest to --out as it goes; rerun the same command after an interruption to resume.",
+        "manifest to --out as it goes; rerun the same command after an interruption to resume. For texts, see "
+        "`hardneg mine-texts`.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--queries", required=True, help="query embeddings, .npy [Q, d]")
     p.add_argument("--corpus", required=True, help="corpus embeddings, .npy [N, d] (memory-mapped)")
     p.add_argument("--positives", required=True, help="positive corpus ids, .npy int [Q] or [Q, P] padded with -1")
     p.add_argument("--exclude", help="more excluded ids, .npy int [Q, m] padded with -1")
+    p.add_argument("--exclude-self", action="store_true", help="query i never gets corpus row i (queries = corpus)")
     p.add_argument("--out", required=True, help="output directory (created; resumed if it holds this job)")
-    p.add_argument("--num-negatives", type=int, default=8)
-    p.add_argument("--metric", choices=["cosine", "ip"], default="cosine")
-    p.add_argument("--range-min", type=int, default=0)
-    p.add_argument("--range-max", type=int, default=None, help="default: as sentence-transformers derives it")
-    p.add_argument("--min-score", type=float, default=None)
-    p.add_argument("--max-score", type=float, default=None)
-    p.add_argument("--absolute-margin", type=float, default=None)
-    p.add_argument("--relative-margin", type=float, default=None, help="0.05 = NV-Retriever TopK-PercPos 95%%")
-    p.add_argument("--sampling", default="top", help="top, random or simans")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--simans-a", type=float, default=SIMANS_A)
-    p.add_argument("--simans-b", type=float, default=SIMANS_B)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--metric", choices=["cosine", "dot", "ip"], default="cosine", help="similarity ('ip' = 'dot')")
+    add_selection_options(p, num_negatives=8)
+    p.add_argument("--simans-a", type=float, default=SIMANS_A, help="SimANS weight exp(-a (s - p - b)^2): a")
+    p.add_argument("--simans-b", type=float, default=SIMANS_B, help="SimANS weight: b")
     p.add_argument("--chunk-size", type=int, default=None, help="queries per search call (default 8192)")
     p.add_argument("--shard-size", type=int, default=None, help=f"queries per Parquet shard (default {DEFAULT_SHARD_SIZE})")
     bar = p.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show the progress bar")
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="always show the progress bar (default: when stderr is a terminal)")
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
     p.set_defaults(run=run_mine_command)
 
@@ -408,7 +406,7 @@ def run_mine_command(args: argparse.Namespace) -> int:
             args.queries, args.corpus, args.positives, args.out, num_negatives=args.num_negatives, metric=args.metric,
             range_min=args.range_min, range_max=args.range_max, min_score=args.min_score, max_score=args.max_score,
             absolute_margin=args.absolute_margin, relative_margin=args.relative_margin, sampling=args.sampling,
-            seed=args.seed, exclude=args.exclude, threads=args.threads, progress=args.progress, simans_a=args.simans_a,
+            seed=args.seed, exclude=args.exclude, exclude_self=args.exclude_self, threads=args.threads, progress=args.progress, simans_a=args.simans_a,
             simans_b=args.simans_b, chunk_size=args.chunk_size, shard_size=args.shard_size)
     except HardnegError as e:
         print(f"hardneg mine: error: {e}", file=sys.stderr)
