@@ -318,3 +318,13 @@ def test_dataset_from_a_mining_output_directory(tmp_path) -> None:
     b = HardNegativeDataset(queries, docs, on_disk, negatives_per_item=3, seed=1)
     assert [a[i] for i in range(len(a))] == [b[i] for i in range(len(b))]
     np.testing.assert_array_equal(a.store.read().negatives, mined.negatives)
+
+
+def test_item_ids_outside_the_queries() -> None:
+    _, _, mined, queries, docs = make()
+    ds = HardNegativeDataset(queries, docs, mined)
+    assert ds[-1]["query_id"] == len(queries) - 1
+    with pytest.raises(hardneg.IdOutOfRangeError, match="query id 40 is outside 0..39"):
+        ds[40]
+    with pytest.raises(IndexError):  # what Python's sequence protocol expects
+        ds.draw([0, -3])

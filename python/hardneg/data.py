@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 from ._arrays import as_count
-from .errors import ParameterError, ShapeError
+from .errors import IdOutOfRangeError, ParameterError, ShapeError
 from .store import NegativeStore, StoreVersion, check_ids_below
 
 __all__ = ["HardNegativeDataset"]
@@ -244,7 +244,7 @@ class HardNegativeDataset:
         rows = self.store.num_queries
         if q.size and (int(q.min()) < 0 or int(q.max()) >= rows):
             bad = int(q[(q < 0) | (q >= rows)][0])
-            raise IndexError(f"query id {bad} is outside 0..{rows - 1}")
+            raise IdOutOfRangeError(f"query id {bad} is outside 0..{rows - 1}; the dataset has one item per mined query")
         s = np.uint64(self.seed)
         # positive: a per-query offset plus the epoch, so several positives rotate
         npos = self._pos_counts[q]
