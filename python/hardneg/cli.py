@@ -68,7 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mine_parser(sub)
     add_mine_texts_parser(sub)
+    info = sub.add_parser("info", help="version, the kernel this CPU will use, threads, optional dependencies found",
+                          description="What this installation will use on this machine: version, the top-k kernel "
+                          "this CPU gets, the default thread count, which optional packages are installed.",
+                          formatter_class=HelpFormatter)
+    info.add_argument("--json", action="store_true", help="print the facts as JSON")
+    info.set_defaults(run=_run_info)
     return parser
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from .info import run_info_command
+
+    return run_info_command(args)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -90,6 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ImportError as e:
+        from ._optional import OPTIONAL
+
+        if e.name not in OPTIONAL:  # not a missing optional dependency: a real bug, keep the traceback
+            raise
+        print(f"hardneg {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

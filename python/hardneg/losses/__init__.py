@@ -32,7 +32,11 @@ This subpackage needs ``torch`` (``pip install hardneg[torch]``); ``import hardn
 
 from __future__ import annotations
 
-from .cached import CachedEncoder
+from .._optional import require
+
+require("torch", "hardneg.losses")
+
+from .cached import CachedEncoder  # noqa: E402 - after the check that torch is there
 from .chunked import ChunkedInfoNCE, chunked_info_nce, chunked_lse_sum
 from .debiased import (
     DebiasedInfoNCE,
