@@ -1,12 +1,12 @@
 """The table of ``examples/train_retriever.py`` runs: means over seeds with confidence intervals.
 
-    python examples/retriever_table.py RESULTS/*.json [--baseline in-batch] [--level strict]
+    python examples/retriever_table.py RESULTS/*.json [--baseline in-batch|base] [--level strict] [--deltas all]
 
 For every arm (and batch size / step count): each metric's mean over seeds with a 95 % t-interval
 over seeds, and the paired difference to the baseline arm: per query, the metric of the arm minus
 the metric of the baseline run with the same seed, averaged over the seeds both have; its 95 %
 interval comes from a bootstrap over queries (10,000 resamples). The base model's row is the
-``before`` evaluation every run shares.
+``before`` evaluation every run shares; ``--baseline base`` takes the differences against it.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def fmt(x: float, hw: float | None = None, pct: bool = True) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="+", help="result JSON files of train_retriever.py")
-    ap.add_argument("--baseline", default="in-batch", help="arm the differences are taken against")
+    ap.add_argument("--baseline", default="in-batch", help="arm the differences are taken against ('base': the base model)")
+    ap.add_argument("--deltas", default="recall@10,ndcg@10", help="metrics with a difference column ('all': every one)")
     ap.add_argument("--level", choices=["strict", "lenient"], default="strict")
     ap.add_argument("--json", default=None, help="also write the table as JSON here")
     args = ap.parse_args(argv)
@@ -83,12 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     for r in runs:
         groups[(r["arm"], r["batch_size"], r["steps"])][r["seed"]] = r
     base = per_query(runs[0]["before"][key_ranks])
+    delta_metrics = METRICS if args.deltas == "all" else tuple(args.deltas.split(","))
+    if not set(delta_metrics) <= set(METRICS):
+        raise SystemExit(f"--deltas takes 'all' or a comma-separated subset of {', '.join(METRICS)}")
     rows = []
     head = ("| arm | batch | steps | seeds | " + " | ".join(METRICS) +
-            f" | Δ R@10 vs {args.baseline} [95 % CI] | Δ nDCG@10 vs {args.baseline} [95 % CI] | min/run |")
+            "".join(f" | Δ {m} vs {args.baseline} [95 % CI]" for m in delta_metrics) + " | min/run |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
-    print(f"| base model | - | - | - | " + " | ".join(fmt(float(base[m].mean())) for m in METRICS) + " | | | |")
+    print("| base model | - | - | - | " + " | ".join(fmt(float(base[m].mean())) for m in METRICS) +
+          " |" * (len(delta_metrics) + 1) + " |")
     order = {"in-batch": 0, "mined": 1, "mined+cluster": 2, "mined+cluster+refresh": 3}
     for (arm, bs, steps), seeds in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][1:])):
         vals = {m: [] for m in METRICS}
@@ -99,13 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         cells = [fmt(*t_interval(vals[m])) for m in METRICS]
         deltas = []
         bl = groups.get((args.baseline, bs, steps)) or groups.get((args.baseline, 32, steps)) or {}
-        for m in ("recall@10", "ndcg@10"):
-            common = sorted(set(seeds) & set(bl))
+        for m in delta_metrics:
+            common = sorted(seeds) if args.baseline == "base" else sorted(set(seeds) & set(bl))
             if arm == args.baseline or not common:
                 deltas.append("")
                 continue
-            d = np.mean([per_query(seeds[s]["after"][key_ranks])[m] - per_query(bl[s]["after"][key_ranks])[m]
-                         for s in common], axis=0)
+            ref = (lambda s: base[m]) if args.baseline == "base" else (lambda s: per_query(bl[s]["after"][key_ranks])[m])
+            d = np.mean([per_query(seeds[s]["after"][key_ranks])[m] - ref(s) for s in common], axis=0)
             lo, hi = bootstrap(d)
             deltas.append(f"{d.mean() * 100:+.2f} [{lo * 100:+.2f}, {hi * 100:+.2f}] ({len(common)} seeds)")
         minutes = np.mean([(r.get("train_seconds", 0) + r.get("eval_seconds", 0)) / 60 for r in seeds.values()])

@@ -73,6 +73,12 @@ def test_train_retriever_end_to_end(data, tmp_path, capsys) -> None:
     assert table.main([str(tmp_path / "refresh.json"), str(tmp_path / "inbatch.json")]) == 0
     out = capsys.readouterr().out
     assert "| base model |" in out and "| mined+cluster+refresh | 8 | 3 | 1 |" in out and "(1 seeds)" in out
+    # against the base model, every metric: both arms get a difference column per metric
+    assert table.main([str(tmp_path / "refresh.json"), str(tmp_path / "inbatch.json"), "--baseline", "base",
+                       "--deltas", "all"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| in-batch") or
+            line.startswith("| mined")]
+    assert len(rows) == 2 and all(row.count("(1 seeds)") == 5 for row in rows)
 
 
 def test_train_retriever_rejects_bad_input(data, tmp_path) -> None:
