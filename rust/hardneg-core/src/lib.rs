@@ -6,6 +6,7 @@
 //! * [`exclude`]: per-query id lists that a search must never return.
 //! * [`index`]: the [`Searcher`] trait mining runs on, and the exact [`FlatIndex`].
 //! * [`mine`]: hard-negative selection (filters, rank window, top/random/SimANS sampling).
+//! * [`synthetic`]: deterministic pseudo-random data for tests, examples and benchmarks.
 //! * [`cluster`]: balanced spherical 2-means and spherical k-means; [`batchplan`]: epoch plans
 //!   of cluster-balanced mini-batches.
 //!
@@ -17,13 +18,14 @@ pub mod exclude;
 pub mod index;
 pub mod matrix;
 pub mod mine;
+pub mod synthetic;
 pub mod topk;
 
 pub use error::{Error, Result};
 pub use exclude::{Exclusions, IdRows};
 pub use index::{FlatIndex, Metric, SearchParams, Searcher};
 pub use matrix::MatrixRef;
-pub use topk::{pair_score, score_ids, search, Isa, SearchOptions, TopK};
+pub use topk::{kernel_stats, pair_score, score_ids, search, Bf16Rows, Isa, Kernel, KernelCounter, KernelStats, SearchOptions, TopK};
 
 pub mod cluster;
 pub mod batchplan;
