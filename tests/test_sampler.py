@@ -353,6 +353,31 @@ def test_kmeans_clusters_with_tas_b_packing() -> None:
     assert np.mean([len(np.unique(s.labels[b])) == 1 for b in batches]) > 0.5
 
 
+def test_multi_worker_dataloader_uses_the_set_epoch() -> None:
+    # torch's multi-worker DataLoader calls iter(batch_sampler) twice per epoch and drops the
+    # first iterator: that must not advance the epoch nor consume a resume offset
+    torch = pytest.importorskip("torch")
+    x = emb(96, 8, seed=4)
+    ds = torch.utils.data.TensorDataset(torch.arange(96))
+
+    def epochs(**kw):
+        s = ClusterBatchSampler(x, 16, cluster_size=4, seed=3)
+        dl = torch.utils.data.DataLoader(ds, batch_sampler=s, **kw)
+        out = []
+        for e in range(2):
+            s.set_epoch(e)
+            out.append([b[0].tolist() for b in dl])
+        return out
+
+    assert epochs(num_workers=2) == epochs(num_workers=0)
+    s = ClusterBatchSampler(x, 16, cluster_size=4, seed=3)
+    full = list(s)
+    s2 = ClusterBatchSampler(x, 16, cluster_size=4, seed=3)
+    s2.load_state_dict({**s.state_dict(), "yielded": 2})
+    dl = torch.utils.data.DataLoader(ds, batch_sampler=s2, num_workers=2)
+    assert [b[0].tolist() for b in dl] == full[2:]
+
+
 def test_long_text_keys_cost_memory_per_key_not_per_character() -> None:
     # One long document among short keys used to become a fixed-width "<U20000" array: 2,000 x
     # 20,000 x 4 bytes = 160 MB here (16 GiB for 53,000 keys with one of 80,000 characters).

@@ -12,6 +12,8 @@
 * :func:`select_negatives`: filters, rank window and top/random/SimANS sampling over candidate lists.
 * :mod:`hardneg.losses` (needs torch, imported on first use): contrastive losses such as
   :class:`InfoNCE` and the memory-efficient :class:`ChunkedInfoNCE`.
+* :class:`NegativeStore` / :class:`Refresher` / :class:`hardneg.data.HardNegativeDataset`: mined
+  negatives as training data, refreshed with the current model during training.
 * :func:`cluster`: balanced (or k-means) spherical clustering; :class:`ClusterBatchSampler`:
   cluster-balanced mini-batches for PyTorch (imported lazily, so ``import hardneg`` never
   imports torch).
@@ -46,6 +48,8 @@ from .mining_job import load_mined, mine_to_disk
 from .cluster import ClusterResult, cluster
 from .partial import merge_topk, search_partial
 from . import distributed
+from .store import NegativeStore
+from .refresh import Refresher
 
 __version__: str = _hardneg.__version__
 
@@ -83,6 +87,8 @@ __all__ = [
     "cluster",
     "ClusterResult",
     "ClusterBatchSampler",
+    "NegativeStore",
+    "Refresher",
 ]
 
 # The losses need torch: import them only when used, so ``import hardneg`` works without torch.

@@ -313,6 +313,7 @@ class ClusterBatchSampler:
         self.epoch = as_count(epoch, "epoch", minimum=0)
         self._advance = False
         self._resume = 0
+        self._yielded = 0
 
     def refresh(self, embeddings: Any) -> None:
         """Re-clusters with new embeddings (same rows, e.g. from the current model); applies at the next ``iter()``."""
@@ -385,18 +386,16 @@ class ClusterBatchSampler:
         return nb // w if self.drop_last else -(-nb // w)
 
     def __iter__(self) -> Iterator[list[int]]:
+        # A generator: the epoch and resume state change only when the first batch is asked for,
+        # because torch's multi-worker DataLoader calls iter() twice per epoch and drops the first.
         if self._advance:
             self.epoch += 1
             self._resume = 0
         self._advance = True
         start, self._resume = self._resume, 0
-        epoch = self.epoch
-        rows, offsets, _ = self._plan(epoch)
+        rows, offsets, _ = self._plan(self.epoch)
         batches = self._rank_batches()
         self._yielded = start
-        return self._generate(rows, offsets, batches, start)
-
-    def _generate(self, rows: np.ndarray, offsets: np.ndarray, batches: Any, start: int) -> Iterator[list[int]]:
         for j in range(start, len(batches)):
             b = batches[j]
             self._yielded = j + 1
