@@ -5,6 +5,8 @@
 //! * [`matrix`]: borrowed row-major matrices and their validation (shape, finiteness).
 //! * [`exclude`]: per-query id lists that a search must never return.
 //! * [`mine`]: hard-negative selection (filters, rank window, top/random/SimANS sampling).
+//! * [`sample`]: negative sampling for recommendation (items a user never interacted with) and
+//!   knowledge graphs (filtered triple corruption).
 //! * [`cluster`]: balanced spherical 2-means and spherical k-means; [`batchplan`]: epoch plans
 //!   of cluster-balanced mini-batches.
 //!
@@ -15,6 +17,7 @@ pub mod error;
 pub mod exclude;
 pub mod matrix;
 pub mod mine;
+pub mod sample;
 pub mod topk;
 
 pub use error::{Error, Result};
