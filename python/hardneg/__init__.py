@@ -6,6 +6,9 @@
 * :func:`select_negatives`: filters, rank window and top/random/SimANS sampling over candidate lists.
 * :mod:`hardneg.losses` (needs torch, imported on first use): contrastive losses such as
   :class:`InfoNCE` and the memory-efficient :class:`ChunkedInfoNCE`.
+* :class:`InteractionSampler` (:mod:`hardneg.recsys`): negative items a user never interacted
+  with, uniform or by popularity, and hard ones; :class:`TripleCorruptor` (:mod:`hardneg.kg`):
+  filtered knowledge-graph corruptions (uniform, Bernoulli, cluster, hard).
 * :func:`cluster`: balanced (or k-means) spherical clustering; :class:`ClusterBatchSampler`:
   cluster-balanced mini-batches for PyTorch (imported lazily, so ``import hardneg`` never
   imports torch).
@@ -37,6 +40,8 @@ from .selection import Selection, select_negatives
 from .mining import Mined, mine
 from .mining_job import load_mined, mine_to_disk
 from .cluster import ClusterResult, cluster
+from .recsys import InteractionSampler
+from .kg import TripleCorruptor
 
 __version__: str = _hardneg.__version__
 
@@ -65,17 +70,24 @@ __all__ = [
     "GuidedInfoNCE",
     "SigLIPLoss",
     "CachedEncoder",
+    "BPRLoss",
+    "CosineContrastiveLoss",
+    "SampledSoftmaxLoss",
+    "ItemFrequencyEstimator",
     "cluster",
     "ClusterResult",
     "ClusterBatchSampler",
+    "InteractionSampler",
+    "TripleCorruptor",
 ]
 
 # The losses need torch: import them only when used, so ``import hardneg`` works without torch.
 _LOSS_NAMES = ("InfoNCE", "ChunkedInfoNCE", "GuidedInfoNCE", "SigLIPLoss", "CachedEncoder")
+_RECSYS_LOSS_NAMES = ("BPRLoss", "CosineContrastiveLoss", "SampledSoftmaxLoss", "ItemFrequencyEstimator")
 
 
 def __getattr__(name: str) -> object:
-    if name == "losses" or name in _LOSS_NAMES:
+    if name == "losses" or name in _LOSS_NAMES or name in _RECSYS_LOSS_NAMES:
         import importlib
 
         losses = importlib.import_module(".losses", __name__)

@@ -18,7 +18,7 @@ pub fn to_py(err: Error) -> PyErr {
             ShapeError::new_err(msg)
         }
         Error::NonFinite { .. } => NonFiniteError::new_err(msg),
-        Error::IdOutOfRange { .. } | Error::NegativeId { .. } => IdOutOfRangeError::new_err(msg),
+        Error::IdOutOfRange { .. } | Error::NegativeId { .. } | Error::OutOfRange { .. } => IdOutOfRangeError::new_err(msg),
         Error::InvalidParameter { .. } => ParameterError::new_err(msg),
         Error::Cancelled => PyKeyboardInterrupt::new_err("search cancelled"),
     }
