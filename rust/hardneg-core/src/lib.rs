@@ -4,6 +4,7 @@
 //!   exclusions; the score matrix is never materialised.
 //! * [`matrix`]: borrowed row-major matrices and their validation (shape, finiteness).
 //! * [`exclude`]: per-query id lists that a search must never return.
+//! * [`index`]: the [`Searcher`] trait mining runs on, and the exact [`FlatIndex`].
 //! * [`mine`]: hard-negative selection (filters, rank window, top/random/SimANS sampling).
 //! * [`sample`]: negative sampling for recommendation (items a user never interacted with) and
 //!   knowledge graphs (filtered triple corruption).
@@ -15,6 +16,7 @@
 
 pub mod error;
 pub mod exclude;
+pub mod index;
 pub mod matrix;
 pub mod mine;
 pub mod sample;
@@ -22,6 +24,7 @@ pub mod topk;
 
 pub use error::{Error, Result};
 pub use exclude::Exclusions;
+pub use index::{FlatIndex, Metric, SearchParams, Searcher};
 pub use matrix::MatrixRef;
 pub use topk::{pair_score, score_ids, search, Isa, SearchOptions, TopK};
 
