@@ -87,6 +87,7 @@ impl TripleCorruptor {
     }
 
     /// For each triple, the known entities on `side` as CSR `(offsets, ids)`.
+    #[allow(clippy::type_complexity)]
     fn known<'py>(&self, py: Python<'py>, triples: PyReadonlyArray2<'py, i64>, side: &str) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
         let side = match side {
             "head" => Side::Head,

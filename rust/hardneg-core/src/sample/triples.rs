@@ -84,7 +84,7 @@ fn key(a: u32, r: u32, num_relations: usize) -> u64 {
 
 /// Checks that every `(h, r, t)` row of the flat `triples` lies in range.
 pub fn check_triples(triples: &[i64], num_entities: usize, num_relations: usize) -> Result<()> {
-    if triples.len() % 3 != 0 {
+    if !triples.len().is_multiple_of(3) {
         return Err(Error::param("triples", "triples must be rows of (head, relation, tail)"));
     }
     for (row, t) in triples.chunks_exact(3).enumerate() {
