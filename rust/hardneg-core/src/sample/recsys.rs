@@ -505,6 +505,23 @@ impl NegativeSampler {
 /// turned once into `p[i] - i` padded to a fixed width, so each draw's count is a fully unrolled
 /// comparison the compiler vectorises, without a remainder loop.
 fn uniform_with_replacement(p: &[u32], n: usize, rng: &mut Rng, out: &mut [i64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("popcnt") {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        return unsafe { uniform_with_replacement_avx2(p, n, rng, out) };
+    }
+    uniform_with_replacement_portable(p, n, rng, out)
+}
+
+/// [`uniform_with_replacement_portable`] compiled for AVX2 (8-lane compares, hardware popcount).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt,bmi1,bmi2")]
+unsafe fn uniform_with_replacement_avx2(p: &[u32], n: usize, rng: &mut Rng, out: &mut [i64]) {
+    uniform_with_replacement_portable(p, n, rng, out)
+}
+
+#[inline(always)]
+fn uniform_with_replacement_portable(p: &[u32], n: usize, rng: &mut Rng, out: &mut [i64]) {
     let free = (n - p.len()) as u64;
     match p.len() {
         0 => out.iter_mut().for_each(|o| *o = rng.below(free) as i64),
@@ -512,6 +529,7 @@ fn uniform_with_replacement(p: &[u32], n: usize, rng: &mut Rng, out: &mut [i64])
         9..=16 => padded_counts::<16>(p, free, rng, out),
         17..=32 => padded_counts::<32>(p, free, rng, out),
         33..=64 => padded_counts::<64>(p, free, rng, out),
+        65..=128 => padded_counts::<128>(p, free, rng, out),
         _ => out.iter_mut().for_each(|o| *o = nth_free(p, rng.below(free)) as i64),
     }
 }
@@ -554,6 +572,23 @@ mod tests {
 
     fn opts(m: usize, replace: bool, seed: u64) -> SampleOptions {
         SampleOptions { num_negatives: m, replace, streams: Streams { seed, epoch: 0, offset: 0 }, threads: 1 }
+    }
+
+    #[test]
+    fn the_uniform_fast_path_equals_nth_free_for_every_width() {
+        for len in [0usize, 1, 5, 8, 9, 16, 17, 40, 64, 65, 100, 128, 129, 300] {
+            let p: Vec<u32> = (0..len as u32).map(|i| i * 3 + (i % 2)).collect();
+            let n = 3 * len + 10;
+            let mut fast = vec![0i64; 500];
+            let mut portable = vec![0i64; 500];
+            uniform_with_replacement(&p, n, &mut Rng::for_query(1, len as u64), &mut fast);
+            uniform_with_replacement_portable(&p, n, &mut Rng::for_query(1, len as u64), &mut portable);
+            let mut rng = Rng::for_query(1, len as u64);
+            let free = (n - len) as u64;
+            let want: Vec<i64> = (0..500).map(|_| nth_free(&p, rng.below(free)) as i64).collect();
+            assert_eq!(fast, want, "len {len}");
+            assert_eq!(portable, want, "len {len}");
+        }
     }
 
     #[test]
