@@ -21,7 +21,6 @@ the training items excluded): Recall@20 and NDCG@20.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -105,18 +104,20 @@ def main() -> None:
     ap.add_argument("--data", default="/work/scratch/recsys/debian", help="directory with interactions.npz")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--dim", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=1024)
-    ap.add_argument("--lr", type=float, default=0.005)
+    ap.add_argument("--batch", type=int, default=2048)
+    ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--reg", type=float, default=1e-4)
     ap.add_argument("--dns-pool", type=int, default=16)
     ap.add_argument("--ccl-negatives", type=int, default=64)
     ap.add_argument("--ccl-margin", type=float, default=0.5)
     ap.add_argument("--ccl-weight", type=float, default=10.0)
     ap.add_argument("--temperature", type=float, default=0.1)
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="torch threads (1 by default: its spinning workers waste a shared, loaded machine)")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.torch_threads)
     data = dict(np.load(Path(args.data) / "interactions.npz"))
     print(f"{len(data['users'])} users (source packages) x {len(data['items'])} items (packages): "
           f"{len(data['train'])} train, {len(data['test'])} held-out interactions", flush=True)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._arrays import as_count
 from ..errors import DTypeError, ParameterError, ShapeError
 from ._common import (
     NEG_INF,
@@ -101,12 +102,12 @@ class ItemFrequencyEstimator(nn.Module):
         if not 0.0 < self.alpha <= 1.0:
             raise ParameterError(f"alpha must be in (0, 1], got {alpha!r}")
         if num_items is not None:
-            size, hashes, self.hashed = _positive_int(num_items, "num_items"), 1, False
+            size, hashes, self.hashed = as_count(num_items, "num_items"), 1, False
         else:
-            size = _positive_int(num_buckets, "num_buckets")
+            size = as_count(num_buckets, "num_buckets")
             if size & (size - 1):
                 raise ParameterError(f"num_buckets must be a power of two, got {size}")
-            hashes = _positive_int(num_hashes, "num_hashes")
+            hashes = as_count(num_hashes, "num_hashes")
             if hashes > len(_MULTIPLIERS):
                 raise ParameterError(f"num_hashes must be at most {len(_MULTIPLIERS)}, got {hashes}")
             self.hashed = True
@@ -165,12 +166,6 @@ class ItemFrequencyEstimator(nn.Module):
         """Records the batch, then returns its items' ``log q`` (the usual order in a training step)."""
         self.update(item_ids)
         return self.log_q(item_ids)
-
-
-def _positive_int(x: object, name: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, int) or x < 1:
-        raise ParameterError(f"{name} must be a positive integer, got {x!r}")
-    return x
 
 
 def sampled_softmax_loss(

@@ -48,9 +48,13 @@ def _pair_scores(users: Any, positives: Any, negatives: Any, similarity: str, po
         if pid is not None:
             keep &= (nid != pid[:, None]) | (pid[:, None] == -1)
         n = n.masked_fill(~keep[..., None], 0.0)  # padding never reaches the loss or the gradients
-    ue, pe, ne = embed_prep(u, similarity), embed_prep(p, similarity), embed_prep(n, similarity)
+    ue, pe = embed_prep(u, similarity), embed_prep(p, similarity)
     pos = (ue * pe).sum(-1)
-    neg = torch.einsum("bd,bnd->bn", ue, ne)
+    # [B, n, d] negatives: divide the [B, n] dots by the norms instead of normalising a copy
+    nf = embed_prep(n, "dot")
+    neg = torch.einsum("bd,bnd->bn", ue, nf)
+    if similarity == "cosine":
+        neg = neg / nf.norm(dim=-1).clamp(min=1e-12)  # F.normalize's epsilon
     return pos, neg, keep, [("users", u, None), ("positives", p, None), ("negatives", n, ~keep)]
 
 

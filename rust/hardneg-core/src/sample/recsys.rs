@@ -54,20 +54,12 @@ impl Interactions {
                 return Err(Error::OutOfRange { what: "item id of interactions", position: i, id: it, n: num_items, fix: "raise num_items or drop that pair" });
             }
         }
-        // Counting sort by user.
-        let mut offsets = vec![0usize; num_users + 1];
-        for &u in users {
-            offsets[u as usize + 1] += 1;
+        if items.len() > u32::MAX as usize {
+            return Err(Error::param("interactions", format!("at most {} pairs at once, got {}; pass a CSR matrix", u32::MAX, items.len())));
         }
-        for u in 0..num_users {
-            offsets[u + 1] += offsets[u];
-        }
-        let mut fill = offsets.clone();
-        let mut grouped = vec![0u32; items.len()];
-        for (&u, &it) in users.iter().zip(items) {
-            grouped[fill[u as usize]] = it as u32;
-            fill[u as usize] += 1;
-        }
+        // Pairs grouped by user (a counting sort, as clusters group rows).
+        let (offsets, order) = crate::cluster::rows_by_cluster(users, num_users);
+        let grouped = order.iter().map(|&i| items[i as usize] as u32).collect();
         Ok(sorted_rows(num_items, offsets, grouped, threads))
     }
 
