@@ -131,7 +131,7 @@ def test_hard_topk_matches_brute_force_and_pool_is_best_of_sample():
     items = rng.standard_normal((300, 16)).astype(np.float32)
     items[7] = items[3]  # a tie
     pos = _positive_sets(pairs, 50)
-    for metric in ("ip", "cosine"):
+    for metric in ("dot", "cosine"):
         got = s.hard(users, q, items, 10, metric=metric)
         if metric == "cosine":
             scores = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (items / np.linalg.norm(items, axis=1, keepdims=True)).T
@@ -142,6 +142,7 @@ def test_hard_topk_matches_brute_force_and_pool_is_best_of_sample():
             assert set(got[r].tolist()).isdisjoint(pos[u])
             # float32 rounding may swap near-equal neighbours: compare the scores of the picks
             assert np.allclose(np.sort(scores[r, got[r]]), np.sort(scores[r, want]), atol=1e-5)
+    assert np.array_equal(s.hard(users, q, items, 10, metric="ip"), s.hard(users, q, items, 10))  # "ip" = "dot"
     pooled = s.hard(users, q, items, 5, pool=40, epoch=2)
     drawn = s.sample(users, 40, epoch=2, replace=False)
     scores = q @ items.T
@@ -186,6 +187,8 @@ def test_bad_inputs_get_typed_errors():
         s.hard([0], bad[1:2], emb, 1)
     with pytest.raises(hardneg.ShapeError):
         s.hard([0, 1], np.ones((1, 4), np.float32), emb, 1)
+    with pytest.raises(hardneg.ParameterError, match="metric must be 'cosine' or 'dot'"):
+        s.hard([0], np.ones((1, 4), np.float32), emb, 1, metric="l2")
     with pytest.raises(hardneg.ShapeError):
         s.hard([0], np.ones((1, 4), np.float32), emb[:2], 1)
     with pytest.raises(hardneg.ParameterError, match="pool=1 is smaller than num_negatives=2"):

@@ -1,6 +1,7 @@
 """hardneg: Rust-accelerated negative sampling for training embedding models.
 
-* :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions.
+* :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions;
+  :func:`load_index` opens a saved index of any kind.
 * :func:`mine` / :class:`Mined`: streaming hard-negative mining (search, filters, window, sampling).
 * :func:`mine_to_disk` / :func:`load_mined` / ``hardneg mine``: the same as a resumable job writing Parquet shards.
 * :func:`select_negatives`: filters, rank window and top/random/SimANS sampling over candidate lists.
@@ -35,7 +36,7 @@ from .errors import (
     ParameterError,
     ShapeError,
 )
-from .index import FlatIndex, topk
+from .index import FlatIndex, load_index, topk
 from .selection import Selection, select_negatives
 from .mining import Mined, mine
 from .mining_job import load_mined, mine_to_disk
@@ -49,6 +50,7 @@ __all__ = [
     "__version__",
     "FlatIndex",
     "topk",
+    "load_index",
     "select_negatives",
     "mine",
     "Mined",
@@ -90,6 +92,9 @@ def __getattr__(name: str) -> object:
     if name == "losses" or name in _LOSS_NAMES or name in _RECSYS_LOSS_NAMES:
         import importlib
 
+        from ._optional import require
+
+        require("torch", f"hardneg.{name}")  # one clear line, not an import traceback, without torch
         losses = importlib.import_module(".losses", __name__)
         return losses if name == "losses" else getattr(losses, name)
     if name == "ClusterBatchSampler":  # the sampler module is loaded on first use too

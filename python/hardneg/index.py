@@ -1,22 +1,28 @@
-"""Exact top-k similarity search: :class:`FlatIndex` and :func:`topk`."""
+"""Exact top-k similarity search: :class:`FlatIndex` and :func:`topk`; :func:`load_index` opens
+any saved hardneg index."""
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import Any, Literal
 
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_matrix, as_threads, id_lists_to_csr
-from .errors import ParameterError, ShapeError
+from ._arrays import as_count, as_matrix, as_threads, id_lists_to_csr, similarity_name
+from .errors import InputFileError, ShapeError
 
-__all__ = ["FlatIndex", "topk", "Metric"]
+__all__ = ["FlatIndex", "topk", "Metric", "load_index"]
 
-Metric = Literal["ip", "cosine"]
+Metric = Literal["dot", "cosine", "ip"]
 
 
 class FlatIndex:
     """An exact similarity index over an ``[N, d]`` corpus.
+
+    Like every hardneg index it holds its extension object in ``_inner``; :func:`hardneg.mine`
+    hands that object to the Rust mining engine.
 
     The Rust engine scores queries against the corpus with a fused, register-blocked SIMD
     kernel and keeps each query's running top-k while the scores are still in registers; the
@@ -28,8 +34,8 @@ class FlatIndex:
         Embeddings. A C-contiguous float32 array or ``np.memmap`` is borrowed without a copy
         (do not modify it while the index lives); other float dtypes or layouts are converted
         once. Checked once for NaN/Inf.
-    metric : {"ip", "cosine"}, default "ip"
-        Inner product, or cosine similarity. For cosine the corpus is not copied either: its
+    metric : {"dot", "cosine"}, default "dot"
+        Inner product (``"ip"`` is accepted for ``"dot"``), or cosine similarity. For cosine the corpus is not copied either: its
         inverse row norms are computed once and multiplied into the scores; queries are
         normalised into a copy. Zero rows score 0 against everything.
     threads : int, optional
@@ -41,17 +47,16 @@ class FlatIndex:
     >>> corpus = np.eye(4, dtype=np.float32)
     >>> index = hardneg.FlatIndex(corpus)
     >>> len(index), index.dim, index.metric
-    (4, 4, 'ip')
+    (4, 4, 'dot')
     >>> scores, ids = index.search(np.array([[0.1, 0.9, 0.5, 0.0]], np.float32), k=2)
     >>> ids.tolist()
     [[1, 2]]
     """
 
-    def __init__(self, corpus: Any, *, metric: Metric = "ip", threads: int | None = None) -> None:
-        if metric not in ("ip", "cosine"):
-            raise ParameterError(f"metric must be 'ip' or 'cosine', got {metric!r}")
+    def __init__(self, corpus: Any, *, metric: Metric = "dot", threads: int | None = None) -> None:
+        name = similarity_name(metric, "metric")
         arr = as_matrix(corpus, "corpus")
-        self._inner = _hardneg.FlatIndex(arr, metric=metric, threads=as_threads(threads))
+        self._inner = _hardneg.FlatIndex(arr, metric="ip" if name == "dot" else name, threads=as_threads(threads))
         self._corpus = arr
 
     def __len__(self) -> int:
@@ -67,8 +72,8 @@ class FlatIndex:
 
     @property
     def metric(self) -> Metric:
-        """``"ip"`` or ``"cosine"``."""
-        return self._inner.metric  # type: ignore[return-value]  # the extension says str
+        """``"dot"`` or ``"cosine"``."""
+        return similarity_name(self._inner.metric, "metric")  # type: ignore[return-value]  # the extension says "ip"
 
     @property
     def vectors(self) -> np.ndarray:
@@ -166,7 +171,7 @@ def topk(
     corpus: Any,
     k: int,
     *,
-    metric: Metric = "ip",
+    metric: Metric = "dot",
     exclude: Any = None,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -185,3 +190,50 @@ def topk(
     """
     index = FlatIndex(corpus, metric=metric, threads=threads)
     return index.search(queries, k, exclude=exclude, threads=threads)
+
+
+#: Saved index files by the first bytes of their header, and the ``(module, class)`` whose
+#: ``load(path, mmap=...)`` opens them.
+_SAVED_INDEXES: dict[bytes, tuple[str, str]] = {}
+
+
+def load_index(path: str | os.PathLike[str], *, mmap: bool = True) -> Any:
+    """Opens a saved hardneg index, whatever its kind, by the header of the file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by an index's ``save``.
+    mmap : bool, default True
+        Map the file instead of reading it into memory, where the index kind supports it.
+
+    Raises
+    ------
+    InputFileError
+        The file is missing, unreadable, or not a saved hardneg index.
+
+    Examples
+    --------
+    >>> import hardneg, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "corpus.npy")
+    >>> open(path, "wb").write(b"not an index")
+    12
+    >>> try:
+    ...     hardneg.load_index(path)
+    ... except hardneg.InputFileError as e:
+    ...     print("not a saved hardneg index" in str(e))
+    True
+    """
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise InputFileError(f"index file {p!r} does not exist; pass the path an index was saved to")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise InputFileError(f"index file {p!r} cannot be read ({e})") from e
+    for magic, (module, cls) in _SAVED_INDEXES.items():
+        if head.startswith(magic):
+            return getattr(importlib.import_module(module), cls).load(p, mmap=mmap)
+    raise InputFileError(f"{p!r} is not a saved hardneg index (its header starts {head[:16]!r}); pass a file written "
+                         "by an index's save(), or pass embeddings as corpus=")

@@ -50,7 +50,7 @@ class TripleCorruptor:
         al. 2014), so 1-to-N relations mostly corrupt heads; entity uniform.
         ``"cluster"``: the replacement is a cluster-mate of the replaced entity (LEMON-style:
         clusters of entity embeddings, e.g. of a language model's embeddings of entity names);
-        when no mate is allowed, uniform over all entities.
+        when no mate is allowed, uniform over the allowed entities.
     filtered : bool, default True
         Never return a known triple (nor the triple itself; with ``False`` only the triple
         itself is avoided).

@@ -1,11 +1,12 @@
 """Streaming hard-negative mining: :func:`mine` and its result :class:`Mined`.
 
-Queries are processed in chunks: each chunk is searched with :meth:`FlatIndex.search` (the
-query's positives and ``exclude`` ids are skipped inside the search, ``k = range_max``), its
-positives are scored in Rust exactly as the search scores candidates, and
-:func:`hardneg.select_negatives` picks the negatives. Memory is bounded by the chunk size and
-``range_max`` (plus the corpus itself, which may be a read-only ``np.memmap``), never by
-``Q x N``.
+Queries are processed in chunks. Each chunk goes to the Rust mining engine in one call, without
+the GIL: the search over the index (the query's positives and ``exclude`` ids skipped inside the
+search, ``k = range_max``, a query with fewer candidates gets a short row), the positives scored
+exactly as the search scores candidates, then the filters, rank window and sampling of
+:func:`hardneg.select_negatives`. Python keeps the argument handling and the output. Memory is
+bounded by the chunk size and ``range_max`` (plus the corpus itself, which may be a read-only
+``np.memmap``), never by ``Q x N``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from typing import Any, Callable, Iterator, Union
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_matrix, as_threads, id_lists_to_csr
-from .errors import DTypeError, IdOutOfRangeError, InputFileError, NonFiniteError, ParameterError, ShapeError
-from .index import FlatIndex
-from .selection import SIMANS_A, SIMANS_B, STAT_NAMES, Sampling, add_stats, _opt_float, _seed, check_sampling
+from ._arrays import as_count, as_matrix, as_threads, check_real_dtype, from_torch, id_lists_to_csr, similarity_name
+from .errors import IdOutOfRangeError, InputFileError, NonFiniteError, ParameterError, ShapeError
+from .index import FlatIndex, load_index
+from .selection import SIMANS_A, SIMANS_B, STAT_NAMES, Sampling, add_stats, _seed, check_filters, check_sampling
 
 __all__ = ["mine", "Mined", "default_range_max", "load_matrix"]
 
@@ -53,9 +54,11 @@ def default_range_max(range_min: int, num_negatives: int, max_positives: int, fi
 
 
 def load_matrix(x: Any, what: str) -> Any:
-    """Opens a ``.npy`` path read-only memory-mapped; arrays and :class:`FlatIndex` pass through.
+    """Opens a ``.npy`` path read-only memory-mapped; a CPU torch tensor becomes a numpy array;
+    arrays and index objects pass through.
 
-    Raises :class:`InputFileError` for a missing, unreadable or malformed file.
+    Raises :class:`InputFileError` for a missing, unreadable or malformed file, and
+    :class:`DeviceError` for a tensor not in host memory.
     """
     if isinstance(x, (str, os.PathLike)):
         path = os.fspath(x)
@@ -69,7 +72,7 @@ def load_matrix(x: Any, what: str) -> Any:
         if not isinstance(arr, np.ndarray):
             raise InputFileError(f"{what} file {path!r} is not a .npy array (an .npz archive?); save one array with numpy.save")
         return arr
-    return x
+    return from_torch(x, what)
 
 
 def _check_dim(arr: Any, what: str) -> None:
@@ -77,8 +80,7 @@ def _check_dim(arr: Any, what: str) -> None:
     dtype = getattr(arr, "dtype", None)
     if shape is None or dtype is None:
         return
-    if np.dtype(dtype).kind not in "fiub":
-        raise DTypeError(f"{what} has dtype {dtype}; pass real numbers (float32 preferred)")
+    check_real_dtype(arr, what)
     if len(shape) != 2:
         raise ShapeError(f"{what} must be 2-D [rows, dim], got shape {tuple(shape)}")
     if shape[0] == 0 or shape[1] == 0:
@@ -96,46 +98,6 @@ def _ids_to_csr(x: Any, rows: int, n: int, what: str, allow_1d: bool) -> tuple[n
         raise IdOutOfRangeError(f"{what} for query {row} holds id {int(ids[j])}, outside the corpus ids 0..{n}; "
                                 "use -1 only as padding")
     return offsets, ids
-
-
-def _row_labels(offsets: np.ndarray) -> np.ndarray:
-    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
-
-
-def _unique_counts(offsets: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
-    """Distinct non-padding ids per row."""
-    rows = len(offsets) - 1
-    lab = _row_labels(offsets)
-    keep = ids != -1
-    key = np.unique(lab[keep] * np.int64(n) + ids[keep])
-    return np.bincount(key // np.int64(n), minlength=rows).astype(np.int64) if key.size else np.zeros(rows, np.int64)
-
-
-def _merge_csr(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise concatenation of two CSR lists with the same number of rows."""
-    (ao, ai), (bo, bi) = a, b
-    lab = np.concatenate([_row_labels(ao), _row_labels(bo)])
-    ids = np.concatenate([ai, bi])
-    order = np.argsort(lab, kind="stable")
-    offsets = ao + bo
-    return offsets.astype(np.int64), ids[order]
-
-
-def _slice_csr(offsets: np.ndarray, ids: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = offsets[a], offsets[b]
-    return offsets[a : b + 1] - lo, ids[lo:hi]
-
-
-def _csr_to_padded(offsets: np.ndarray, ids: np.ndarray, width: int | None = None) -> np.ndarray:
-    """CSR rows as a 2-D array padded with -1, ``width`` columns (default: the longest row, at
-    least one)."""
-    rows = len(offsets) - 1
-    if width is None:
-        width = max(int(np.diff(offsets).max()) if rows else 0, 1)
-    out = np.full((rows, width), -1, np.int64)
-    lab = _row_labels(offsets)
-    out[lab, np.arange(len(ids), dtype=np.int64) - offsets[lab]] = ids
-    return out
 
 
 def _describe(x: np.ndarray) -> dict[str, float]:
@@ -182,6 +144,58 @@ class Mined:
     def __len__(self) -> int:
         return int(self.negatives.shape[0])
 
+    def __repr__(self) -> str:
+        q, n = self.negatives.shape
+        found = int((self.negatives != -1).sum())
+        per_query = (self.negatives != -1).sum(axis=1)
+        short, empty = int((per_query < n).sum()), int((per_query == 0).sum())
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.params.items()
+                          if k != "num_negatives" and v is not None and not k.startswith("simans_"))
+        return (f"Mined(queries={q:,}, num_negatives={n}, found={found:,} of {q * n:,}, "
+                f"short_queries={short:,}, empty_queries={empty:,}{', ' if shown else ''}{shown})")
+
+    def to_dataset(self, query_texts: Any, corpus_texts: Any, format: str = "triplet", *, output_scores: bool = False,
+                   anchor_column: str = "anchor", positive_column: str = "positive") -> Any:
+        """The mined negatives as texts: a ``datasets.Dataset`` in sentence-transformers' layout.
+
+        The rows are those ``sentence_transformers.util.mine_hard_negatives`` returns for the same
+        negatives (see :mod:`hardneg.text_datasets`): one per (query, positive) pair and negative
+        (``"triplet"``), per pair with all its negatives (``"n-tuple"``: ``negative_1`` ...
+        ``negative_n``; pairs of queries short of negatives are left out), per pair with a list of
+        documents and labels (``"labeled-list"``), or per (query, document) (``"labeled-pair"``).
+        Missing negatives (``-1``) never become rows. Works the same on the result of
+        :func:`hardneg.load_mined` (a mining output directory).
+
+        Parameters
+        ----------
+        query_texts : sequence of str
+            The text of each query, in the order of the query embeddings.
+        corpus_texts : sequence of str
+            The text of each corpus row, in the order of the corpus embeddings.
+        format : {"triplet", "n-tuple", "labeled-list", "labeled-pair"}, default "triplet"
+        output_scores : bool, default False
+            Add the scores as sentence-transformers does (``scores``, or ``score`` for labeled pairs).
+        anchor_column, positive_column : str
+            Names of the query and positive columns.
+
+        Returns
+        -------
+        datasets.Dataset
+
+        Examples
+        --------
+        >>> import numpy as np, hardneg
+        >>> corpus = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.5, 0.5]], np.float32)
+        >>> mined = hardneg.mine(corpus[:1], corpus, positives=[0], num_negatives=2)
+        >>> ds = mined.to_dataset(["cats"], ["cat", "kitten", "car", "pet"])
+        >>> ds.column_names, list(ds["negative"])
+        (['anchor', 'positive', 'negative'], ['kitten', 'pet'])
+        """
+        from .text_datasets import mined_to_dataset
+
+        return mined_to_dataset(self, query_texts, corpus_texts, format, output_scores=output_scores,
+                                anchor_column=anchor_column, positive_column=positive_column)
+
     def summary(self) -> str:
         """A readable table of the score distributions and what each rule removed."""
         return format_summary(self.stats, self.params)
@@ -198,16 +212,23 @@ class Mined:
 
     def to_pandas(self) -> Any:
         """``to_arrow().to_pandas()``: a ``pandas.DataFrame`` with one row per query (list cells as arrays)."""
+        from ._optional import require
+
+        require("pandas", "Mined.to_pandas")
         return self.to_arrow().to_pandas()
 
 
 def to_arrow_table(query: np.ndarray, negatives: np.ndarray, scores: np.ndarray, positives: np.ndarray,
                    positive_scores: np.ndarray) -> Any:
     """The Arrow layout shared by :meth:`Mined.to_arrow` and the Parquet shards of ``mine_to_disk``."""
-    import pyarrow as pa
+    from ._optional import require
+
+    pa = require("pyarrow", "Mined.to_arrow")
 
     def fixed(a: np.ndarray, typ: Any) -> Any:
         width = a.shape[1]
+        if width == 0:  # mined without positives: Arrow has no fixed-size list of size 0
+            return pa.array([[]] * a.shape[0], type=pa.list_(typ))
         return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(a).reshape(-1), type=typ), width)
 
     return pa.table({
@@ -265,46 +286,39 @@ class _Plan:
     def __init__(self, queries: Any, corpus: Any, positives: Any, *, num_negatives: Any, metric: Any, range_min: Any,
                  range_max: Any, min_score: Any, max_score: Any, absolute_margin: Any, relative_margin: Any,
                  sampling: Any, seed: Any, exclude: Any, threads: Any, simans_a: Any, simans_b: Any,
-                 chunk_size: Any) -> None:
+                 chunk_size: Any, exclude_self: Any = False, index: Any = None) -> None:
         # Arguments first (cheap), then the arrays.
         self.num_negatives = as_count(num_negatives, "num_negatives")
         self.range_min = as_count(range_min, "range_min", minimum=0)
         self.sampling, self.simans_a, self.simans_b = check_sampling(sampling, simans_a, simans_b)
         self.seed = _seed(seed)
-        self.filters = {k: _opt_float(v, k) for k, v in zip(_FILTER_RULES, (absolute_margin, relative_margin,
-                                                                             max_score, min_score))}
+        self.filters = check_filters(min_score, max_score, absolute_margin, relative_margin)
         if (self.filters["min_score"] is not None and self.filters["max_score"] is not None
                 and self.filters["min_score"] > self.filters["max_score"]):
             raise ParameterError(f"min_score={min_score} is above max_score={max_score}, so no candidate could pass; "
                                  "lower min_score or raise max_score")
         self.threads = as_threads(threads)
         self.chunk_size = DEFAULT_CHUNK if chunk_size is None else as_count(chunk_size, "chunk_size")
-        if metric not in ("ip", "cosine"):
-            raise ParameterError(f"metric must be 'ip' or 'cosine', got {metric!r}")
+        metric = None if metric is None else similarity_name(metric, "metric")
+        if not isinstance(exclude_self, (bool, np.bool_)):
+            raise ParameterError(f"exclude_self must be True or False, got {exclude_self!r}")
 
         self.queries = load_matrix(queries, "queries")
         _check_dim(self.queries, "queries")
         if not hasattr(self.queries, "shape"):
             self.queries = as_matrix(self.queries, "queries")
-        corpus = load_matrix(corpus, "corpus")
-        if isinstance(corpus, FlatIndex):
-            if corpus.metric != metric:
-                raise ParameterError(f"the corpus index was built with metric={corpus.metric!r} but metric={metric!r} "
-                                     f"was asked; pass metric={corpus.metric!r} or build the index with metric={metric!r}")
-            self.index = corpus
-        else:
-            _check_dim(corpus, "corpus")
-            self.index = FlatIndex(corpus, metric=metric, threads=threads)
-        self.metric = metric
+        self.index = _open_index(corpus, index, metric, threads)
+        self.metric = similarity_name(self.index.metric, "metric")
         self.n = len(self.index)
         self.rows = int(self.queries.shape[0])
         if int(self.queries.shape[1]) != self.index.dim:
             raise ShapeError(f"queries have dimension {self.queries.shape[1]} but the corpus has dimension "
                              f"{self.index.dim}; embed both with the same model")
 
-        self.pos = _ids_to_csr(positives, self.rows, self.n, "positives", allow_1d=True)
+        self.pos = (_ids_to_csr(positives, self.rows, self.n, "positives", allow_1d=True) if positives is not None
+                    else (np.zeros(self.rows + 1, np.int64), np.zeros(0, np.int64)))
         self.pos_width = int(np.diff(self.pos[0]).max()) if self.rows else 0
-        pos_counts = _unique_counts(*self.pos, self.n)
+        pos_counts = _hardneg.excluded_counts(self.n, *self.pos)  # distinct positives per query
         self.max_positives = int(pos_counts.max()) if self.rows else 0
         needs = next((k for k in ("absolute_margin", "relative_margin") if self.filters[k] is not None), None)
         if needs is None and self.sampling == "simans":
@@ -313,8 +327,11 @@ class _Plan:
             q = int(np.argmax(pos_counts == 0))
             raise ParameterError(f"query {q} has no positive, but {needs} is measured from the query's lowest positive "
                                  "score; give every query at least one positive, or drop the queries without one")
-        self.excl = (self.pos if exclude is None
-                     else _merge_csr(self.pos, _ids_to_csr(exclude, self.rows, self.n, "exclude", allow_1d=True)))
+        self.exclude = None if exclude is None else _ids_to_csr(exclude, self.rows, self.n, "exclude", allow_1d=True)
+        self.exclude_self = bool(exclude_self)
+        if self.exclude_self and self.rows > self.n:
+            raise ParameterError(f"exclude_self=True excludes corpus row i from query i, but there are {self.rows} "
+                                 f"queries for {self.n} corpus rows; mine the corpus against itself (queries = corpus)")
         filtered = any(self.filters[k] is not None for k in ("absolute_margin", "relative_margin", "max_score"))
         if range_max is None:
             self.range_max = default_range_max(self.range_min, self.num_negatives, self.max_positives, filtered)
@@ -328,6 +345,26 @@ class _Plan:
                 f"num_negatives={self.num_negatives} is larger than the window: only {self.range_max - self.range_min} "
                 f"candidates remain after skipping the first range_min={self.range_min} of range_max={self.range_max}; "
                 "lower num_negatives or range_min, or raise range_max")
+        self._check_corpus_size()
+        # Hands the index's extension object (its `_inner`) to the engine: any index class whose
+        # extension object implements the core Searcher mines the same way.
+        self.miner = _hardneg.Miner(self.index._inner, num_negatives=self.num_negatives, positive_width=self.pos_width,
+                                    range_max=self.range_max, range_min=self.range_min, sampling=self.sampling,
+                                    simans_a=self.simans_a, simans_b=self.simans_b, seed=self.seed,
+                                    exclude_self=self.exclude_self, threads=self.threads, **self.filters)
+
+    def _check_corpus_size(self) -> None:
+        """A corpus too small to give any query ``num_negatives`` candidates is an error (with the
+        numbers), not a run that returns ``[Q, num_negatives]`` arrays of padding."""
+        excluded = _hardneg.excluded_counts(self.n, *self.pos, *(self.exclude or ()), exclude_self=self.exclude_self)
+        most = self.n - (int(excluded.min()) if self.rows else 0)  # candidates of the least-excluded query
+        reachable = min(self.range_max, most) - self.range_min
+        if self.num_negatives > reachable:
+            besides = " besides its positives and exclusions" if most < self.n else ""
+            raise ParameterError(
+                f"num_negatives={self.num_negatives:,} cannot be found: the corpus has {self.n:,} rows, so a query has at "
+                f"most {most:,} candidates{besides}, and {max(reachable, 0):,} after skipping range_min={self.range_min}; "
+                f"lower num_negatives to at most {max(reachable, 0):,} (or range_min), or mine a larger corpus")
 
     def params(self) -> dict[str, Any]:
         """The resolved arguments that determine the output."""
@@ -350,45 +387,53 @@ class _Plan:
             yield a, min(a + self.chunk_size, end)
 
     def run(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
-        """Mines queries ``a:b``: ``(negatives, scores, positives padded, positive_scores padded, counters)``."""
+        """Mines queries ``a:b``: ``(negatives, scores, positives padded, positive_scores padded, counters)``.
+
+        One engine call: the CSR offsets of rows ``a..b`` index the whole id arrays as they are.
+        """
         q = as_matrix(np.asarray(self.queries[a:b]), "queries")
-        rows = b - a
-        excl = _slice_csr(*self.excl, a, b)
-        cap = self.n - _unique_counts(*excl, self.n)
-        k = self.range_max
-        cand_scores = np.zeros((rows, k), np.float32)
-        cand_ids = np.full((rows, k), -1, np.int64)
-        full = cap >= k
-        groups = [(np.flatnonzero(full), k)] + [(np.flatnonzero(cap == c), int(c)) for c in np.unique(cap[~full]) if c > 0]
-        widest = int(np.diff(excl[0]).max()) if rows else 0
-        if rows * widest <= 4 * (len(excl[1]) + rows):
-            lists: Any = _csr_to_padded(*excl)  # the usual case: a few ids per query
-        else:  # a few queries exclude very many ids: padding would blow up, pass one array per query
-            lists = np.split(excl[1], excl[0][1:-1])
-        for sel, kk in groups:
-            if sel.size == 0:
-                continue
-            whole = sel.size == rows
-            sub = lists if whole else (lists[sel] if isinstance(lists, np.ndarray) else [lists[j] for j in sel])
-            s, i = self.index.search(q if whole else q[sel], kk, exclude=sub,
-                                     threads=self.threads if self.threads else None)
-            cand_scores[sel, :kk] = s
-            cand_ids[sel, :kk] = i
-        pos_off, pos_ids = _slice_csr(*self.pos, a, b)
-        width = self.pos_width
-        padded_ids = _csr_to_padded(pos_off, pos_ids, width)
-        # Scored by the index itself: bit-identical to the score the search gives the same pair.
-        padded_scores = self.index.score(q, padded_ids) if width else np.zeros((rows, 0), np.float32)
-        neg, sc, stats = _hardneg.select_negatives(
-            cand_scores, cand_ids, np.arange(rows + 1, dtype=np.int64) * width,
-            np.ascontiguousarray(padded_scores, dtype=np.float32).reshape(-1), num_negatives=self.num_negatives,
-            range_min=self.range_min, range_max=self.range_max, sampling=self.sampling, simans_a=self.simans_a,
-            simans_b=self.simans_b, seed=self.seed, query_offset=a, threads=self.threads, **self.filters)
-        return neg, sc, padded_ids, padded_scores, dict(stats)
+        exclude = () if self.exclude is None else (self.exclude[0][a : b + 1], self.exclude[1])
+        neg, sc, pos_ids, pos_scores, stats = self.miner.mine(q, self.pos[0][a : b + 1], self.pos[1], *exclude,
+                                                              query_offset=a)
+        return neg, sc, pos_ids, pos_scores, dict(stats)
+
+
+def _open_index(corpus: Any, index: Any, metric: str | None, threads: Any) -> Any:
+    """The index to mine: ``index`` (an index object or the path of a saved one), or a
+    :class:`FlatIndex` over ``corpus`` (which may itself be an index object, as before ``index=``).
+
+    ``metric=None`` takes the index's metric (``"cosine"`` for a new :class:`FlatIndex`); an
+    explicit metric must match the index's.
+    """
+    if (corpus is None) == (index is None):
+        raise ParameterError("give the corpus embeddings (corpus=) or an index (index=), exactly one of them")
+    if index is not None:
+        found = load_index(index) if isinstance(index, (str, os.PathLike)) else index
+        if not hasattr(found, "_inner"):
+            raise ParameterError(f"index must be a hardneg index (FlatIndex, HnswIndex) or the path of a saved one, "
+                                 f"got {type(found).__name__}; pass embeddings as corpus= instead")
+    else:
+        found = load_matrix(corpus, "corpus")
+        if not hasattr(found, "_inner"):
+            _check_dim(found, "corpus")
+            return FlatIndex(found, metric=metric or "cosine", threads=threads)
+    have = similarity_name(found.metric, "metric")
+    if metric is not None and have != metric:
+        raise ParameterError(f"the index was built with metric={have!r} but metric={metric!r} was asked; "
+                             f"pass metric={have!r} (or leave it out) or build the index with metric={metric!r}")
+    return found
+
+
+def _in_notebook() -> bool:
+    """Running in a Jupyter kernel (where stderr is no terminal but tqdm draws a widget)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
 def _progress_bar(progress: Progress, total: int, desc: str) -> tuple[Callable[[int], None], Callable[[], None]]:
-    """Returns ``(advance(n), close())`` for ``progress``: None = tqdm on a terminal, True/False, or a callable."""
+    """Returns ``(advance(n), close())`` for ``progress``: None = tqdm on a terminal or in a notebook,
+    True/False, or a callable."""
     if callable(progress) and not isinstance(progress, bool):
         done = [0]
 
@@ -397,7 +442,7 @@ def _progress_bar(progress: Progress, total: int, desc: str) -> tuple[Callable[[
             progress(done[0], total)
 
         return advance, lambda: None
-    show = sys.stderr.isatty() if progress is None else bool(progress)
+    show = (sys.stderr.isatty() or _in_notebook()) if progress is None else bool(progress)
     if not show:
         return (lambda n: None), (lambda: None)
     from tqdm.auto import tqdm
@@ -412,11 +457,12 @@ def _zero_stats() -> dict[str, int]:
 
 def mine(
     queries: Any,
-    corpus: Any,
-    positives: Any,
+    corpus: Any = None,
+    positives: Any = None,
     *,
+    index: Any = None,
     num_negatives: int = 8,
-    metric: str = "cosine",
+    metric: str | None = None,
     range_min: int = 0,
     range_max: int | None = None,
     min_score: float | None = None,
@@ -426,6 +472,7 @@ def mine(
     sampling: Sampling = "top",
     seed: int = 0,
     exclude: Any = None,
+    exclude_self: bool = False,
     threads: int | None = None,
     progress: Progress = None,
     simans_a: float = SIMANS_A,
@@ -447,14 +494,21 @@ def mine(
     ----------
     queries : array_like, np.memmap or path of a .npy file, shape (Q, d)
         Query embeddings. A path is opened memory-mapped; chunks are read as needed.
-    corpus : array_like, np.memmap, path of a .npy file, or FlatIndex, shape (N, d)
-        Corpus embeddings. A float32 C-contiguous array or memmap is not copied, for either
-        metric (a corpus larger than RAM works).
-    positives : int array (Q,) or (Q, P) padded with -1, list of int sequences, or .npy path
-        Each query's positive corpus ids; never returned as negatives.
+    corpus : array_like, np.memmap, path of a .npy file, torch tensor, or an index, shape (N, d)
+        Corpus embeddings, searched exactly by a :class:`FlatIndex`. A float32 C-contiguous
+        array or memmap is not copied, for either metric (a corpus larger than RAM works).
+        Give either ``corpus`` or ``index``.
+    positives : int array (Q,) or (Q, P) padded with -1, list of int sequences, .npy path, or None
+        Each query's positive corpus ids; never returned as negatives. ``None``: no positives.
+    index : FlatIndex, HnswIndex, or path of a saved index, optional
+        The index to mine instead of ``corpus`` (a path is opened with :func:`hardneg.load_index`).
+        Every index runs the same engine: exclusions inside the search, positives scored by the
+        index exactly as its search scores candidates.
     num_negatives : int, default 8
-    metric : {"cosine", "ip"}, default "cosine"
-        With a :class:`FlatIndex` it must match the index's metric.
+        At most what the corpus can offer a query; more raises :class:`ParameterError`.
+    metric : {"cosine", "dot"}, optional
+        ``"dot"`` is the inner product (``"ip"`` is accepted too). Default: the index's metric,
+        ``"cosine"`` for a ``corpus`` of embeddings. With an index it must match the index's.
     range_min, range_max : int
         Survivors of rank ``< range_min`` are skipped; the candidate pool is the ``range_max``
         best after exclusions. Default ``range_max``: as sentence-transformers derives it,
@@ -467,16 +521,20 @@ def mine(
         Seed of the per-query random streams: the output is the same for a seed whatever
         ``threads`` and ``chunk_size``.
     exclude : int array (Q, m) padded with -1, list of int sequences, or .npy path, optional
-        More ids never returned per query (e.g. the query's own row, near-duplicates).
+        More ids never returned per query (e.g. near-duplicates).
+    exclude_self : bool, default False
+        Query ``i`` never gets corpus row ``i``: for mining a corpus against itself
+        (``queries`` = ``corpus``, NGAME- and GISTEmbed-style).
     threads : int, optional
         Worker threads (default: every core).
     progress : None, bool or callable, optional
-        ``None``: a tqdm bar when stderr is a terminal; ``True``/``False``: always/never;
-        a callable gets ``(queries_done, total)`` after each chunk.
+        ``None``: a tqdm bar (``tqdm.auto``: a widget in Jupyter, with ``ipywidgets``) when stderr
+        is a terminal or in a notebook; ``True``/``False``: always/never; a callable gets
+        ``(queries_done, total)`` after each chunk.
     simans_a, simans_b : float
         SimANS weights ``exp(-a * (s - p - b) ** 2)`` (defaults 0.5 and 0 as in the SimANS code).
     chunk_size : int, optional
-        Queries per search call (default 8192). Memory is about
+        Queries per engine call (default 8192). Memory is about
         ``chunk_size * (d + 12 * range_max)`` bytes besides the corpus.
 
     Notes
@@ -498,7 +556,8 @@ def mine(
     Raises
     ------
     ParameterError
-        ``num_negatives`` larger than the window, ``range_min >= range_max``, unknown sampling,
+        ``num_negatives`` larger than the window or than what the corpus holds,
+        ``range_min >= range_max``, unknown sampling,
         a query without positive when a margin or SimANS needs one (that is an error: drop such
         queries or give them a positive), mismatched metric.
     IdOutOfRangeError, NonFiniteError, ShapeError, DTypeError, InputFileError
@@ -518,11 +577,15 @@ def mine(
     41
     >>> print(mined.summary().splitlines()[0])
     Metric        Positive      Negative    Difference
+    >>> index = hardneg.FlatIndex(corpus, metric="cosine")   # an index built once, mined as often as needed
+    >>> again = hardneg.mine(queries, positives=np.arange(20), index=index, num_negatives=4, relative_margin=0.05)
+    >>> bool((again.negatives == mined.negatives).all())
+    True
     """
     plan = _Plan(queries, corpus, positives, num_negatives=num_negatives, metric=metric, range_min=range_min,
                  range_max=range_max, min_score=min_score, max_score=max_score, absolute_margin=absolute_margin,
                  relative_margin=relative_margin, sampling=sampling, seed=seed, exclude=exclude, threads=threads,
-                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size)
+                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size, exclude_self=exclude_self, index=index)
     plan.check_queries_finite()
     rows, n = plan.rows, plan.num_negatives
     negatives = np.full((rows, n), -1, np.int64)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_ids, as_matrix, as_seed, as_threads
+from ._arrays import as_count, as_ids, as_matrix, as_seed, as_threads, similarity_name
 from .errors import ParameterError, ShapeError
 
 __all__ = ["InteractionSampler"]
@@ -214,7 +214,7 @@ class InteractionSampler:
         num_negatives: int,
         *,
         pool: int | None = None,
-        metric: Literal["ip", "cosine"] = "ip",
+        metric: Literal["dot", "cosine", "ip"] = "dot",
         epoch: int = 0,
         offset: int = 0,
         threads: int | None = None,
@@ -233,7 +233,8 @@ class InteractionSampler:
             search with the user's items excluded). An int: dynamic negative sampling (DNS, Zhang
             et al. 2013): draw ``pool`` distinct candidates as ``sample(..., replace=False)``
             does, keep the ``num_negatives`` best scored.
-        metric : {"ip", "cosine"}, default "ip"
+        metric : {"dot", "cosine"}, default "dot"
+            The score: inner product, or cosine (``"ip"`` is accepted for ``"dot"``).
         epoch, offset, threads
             As in :meth:`sample` (they only matter with a pool).
 
@@ -257,8 +258,7 @@ class InteractionSampler:
         >>> s.hard([0], np.ones((1, 1), np.float32), items, 1, pool=4).shape
         (1, 1)
         """
-        if metric not in ("ip", "cosine"):
-            raise ParameterError(f"metric must be 'ip' or 'cosine', got {metric!r}")
+        metric = similarity_name(metric, "metric")
         u = as_ids(users, "users")
         q = as_matrix(user_embeddings, "user_embeddings")
         items = as_matrix(item_embeddings, "item_embeddings")
@@ -272,7 +272,7 @@ class InteractionSampler:
         if pool is not None:
             pool = as_count(pool, "pool")
         return self._inner.hard(
-            u, q, items, n, pool=pool, metric=metric, seed=self.seed, epoch=as_count(epoch, "epoch", 0),
+            u, q, items, n, pool=pool, metric="ip" if metric == "dot" else metric, seed=self.seed, epoch=as_count(epoch, "epoch", 0),
             offset=as_count(offset, "offset", 0), threads=as_threads(threads),
         )
 

@@ -10,7 +10,7 @@
 //!    entities being the sorted known heads/tails of the triple plus its own ([`nth_free`]): exact,
 //!    no rejection. *Cluster* (LEMON-style): uniform among the replaced entity's cluster-mates
 //!    that are allowed (a few rejection tries, then the list of allowed mates); when the cluster
-//!    has none, uniform over all entities.
+//!    has none, uniform over the allowed entities.
 //!
 //! When the drawn side has no allowed entity at all, mode `Both` uses the other side; a triple
 //! with no allowed corruption on any side is an error naming it.
