@@ -1,7 +1,8 @@
 """hardneg: Rust-accelerated negative sampling for training embedding models.
 
 * :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions;
-  :func:`load_index` opens a saved index of any kind.
+  AMX bf16 scans certified exact, bfloat16/int8 storage, saved indexes; :func:`kernels` says
+  what runs; :func:`load_index` opens a saved index of any kind.
 * :func:`mine` / :class:`Mined`: streaming hard-negative mining (search, filters, window, sampling).
 * :func:`mine_to_disk` / :func:`load_mined` / ``hardneg mine``: the same as a resumable job writing Parquet shards.
 * :func:`select_negatives`: filters, rank window and top/random/SimANS sampling over candidate lists.
@@ -36,7 +37,7 @@ from .errors import (
     ParameterError,
     ShapeError,
 )
-from .index import FlatIndex, load_index, topk
+from .index import FlatIndex, kernels, load_index, topk
 from .selection import Selection, select_negatives
 from .mining import Mined, mine
 from .mining_job import load_mined, mine_to_disk
@@ -50,6 +51,7 @@ __all__ = [
     "__version__",
     "FlatIndex",
     "topk",
+    "kernels",
     "load_index",
     "select_negatives",
     "mine",

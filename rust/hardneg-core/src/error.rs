@@ -100,6 +100,22 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A file to read is missing, unreadable, truncated, corrupted or of another kind.
+    #[error("cannot load {path}: {problem}")]
+    InputFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it and what to do.
+        problem: String,
+    },
+    /// A file could not be written.
+    #[error("cannot write {path}: {problem}")]
+    OutputFile {
+        /// The file.
+        path: String,
+        /// The operating system's error.
+        problem: String,
+    },
     /// The caller asked the job to stop (Ctrl-C).
     #[error("cancelled")]
     Cancelled,

@@ -8,6 +8,7 @@
 //! * [`mine`]: hard-negative selection (filters, rank window, top/random/SimANS sampling).
 //! * [`sample`]: negative sampling for recommendation (items a user never interacted with) and
 //!   knowledge graphs (filtered triple corruption).
+//! * [`synthetic`]: deterministic pseudo-random data for tests, examples and benchmarks.
 //! * [`cluster`]: balanced spherical 2-means and spherical k-means; [`batchplan`]: epoch plans
 //!   of cluster-balanced mini-batches.
 //!
@@ -20,13 +21,14 @@ pub mod index;
 pub mod matrix;
 pub mod mine;
 pub mod sample;
+pub mod synthetic;
 pub mod topk;
 
 pub use error::{Error, Result};
 pub use exclude::{Exclusions, IdRows};
 pub use index::{FlatIndex, Metric, SearchParams, Searcher};
 pub use matrix::MatrixRef;
-pub use topk::{pair_score, score_ids, search, Isa, SearchOptions, TopK};
+pub use topk::{kernel_stats, pair_score, score_ids, search, Bf16Rows, Isa, Kernel, KernelCounter, KernelStats, SearchOptions, TopK};
 
 pub mod cluster;
 pub mod batchplan;

@@ -9,6 +9,7 @@ pyo3::import_exception!(hardneg.errors, ShapeError);
 pyo3::import_exception!(hardneg.errors, NonFiniteError);
 pyo3::import_exception!(hardneg.errors, IdOutOfRangeError);
 pyo3::import_exception!(hardneg.errors, ParameterError);
+pyo3::import_exception!(hardneg.errors, InputFileError);
 
 /// Maps a core error to the matching `hardneg.errors` class, keeping the core's message.
 pub fn to_py(err: Error) -> PyErr {
@@ -20,6 +21,8 @@ pub fn to_py(err: Error) -> PyErr {
         Error::NonFinite { .. } => NonFiniteError::new_err(msg),
         Error::IdOutOfRange { .. } | Error::NegativeId { .. } | Error::OutOfRange { .. } => IdOutOfRangeError::new_err(msg),
         Error::InvalidParameter { .. } => ParameterError::new_err(msg),
+        Error::InputFile { .. } => InputFileError::new_err(msg),
+        Error::OutputFile { .. } => ParameterError::new_err(msg),
         Error::Cancelled => PyKeyboardInterrupt::new_err("search cancelled"),
     }
 }
