@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::exclude::Exclusions;
 use crate::matrix::{check_finite, MatrixRef};
 use crate::mine::rng::Rng;
-use crate::topk::{pair_score, resolve_threads, search, Isa, SearchOptions};
+use crate::topk::{pair_score, resolve_threads, search, Isa, Kernel, SearchOptions};
 
 /// Which entities a corruption may replace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -389,7 +389,7 @@ impl Corruptor {
             }
             let qm = MatrixRef::new("queries", &qbuf, pending.len(), d)?;
             let ex = Exclusions::from_sorted_rows(pending.iter().map(|&j| excluded[j].as_slice()));
-            let top = search(qm, entities, &SearchOptions { exclude: Some(&ex), threads, cancel, isa: opts.isa, ..SearchOptions::new(k) })?;
+            let top = search(qm, entities, &SearchOptions { exclude: Some(&ex), threads, cancel, kernel: opts.isa.map(Kernel::from), ..SearchOptions::new(k) })?;
             let mut still = Vec::new();
             for (i, &j) in pending.iter().enumerate() {
                 let row = picked[j];

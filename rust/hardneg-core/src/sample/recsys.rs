@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::exclude::{dedup_sorted, Exclusions};
 use crate::matrix::{check_finite, finite_inverse_norms, normalize_rows, MatrixRef};
 use crate::mine::rng::Rng;
-use crate::topk::{pair_score, resolve_threads, search, Isa, SearchOptions};
+use crate::topk::{pair_score, resolve_threads, search, Isa, Kernel, SearchOptions};
 
 /// Each user's items, sorted and unique.
 #[derive(Clone, Debug)]
@@ -472,7 +472,7 @@ impl NegativeSampler {
         };
         let Some(pool) = opts.pool else {
             let ex = Exclusions::from_sorted_rows(users.iter().map(|&u| self.inter.items_of(u as usize)));
-            let search_opts = SearchOptions { exclude: Some(&ex), threads, cancel, isa: opts.isa, row_scale: scale.as_deref(), ..SearchOptions::new(m) };
+            let search_opts = SearchOptions { exclude: Some(&ex), threads, cancel, kernel: opts.isa.map(Kernel::from), row_scale: scale.as_deref(), ..SearchOptions::new(m) };
             return Ok(search(queries, items, &search_opts)?.ids);
         };
         let mut out = zeroed_output(users.len() * m);
