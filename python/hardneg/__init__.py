@@ -14,6 +14,9 @@
   :class:`InfoNCE` and the memory-efficient :class:`ChunkedInfoNCE`.
 * :class:`NegativeStore` / :class:`Refresher` / :class:`hardneg.data.HardNegativeDataset`: mined
   negatives as training data, refreshed with the current model during training.
+* :class:`InteractionSampler` (:mod:`hardneg.recsys`): negative items a user never interacted
+  with, uniform or by popularity, and hard ones; :class:`TripleCorruptor` (:mod:`hardneg.kg`):
+  filtered knowledge-graph corruptions (uniform, Bernoulli, cluster, hard).
 * :func:`cluster`: balanced (or k-means) spherical clustering; :class:`ClusterBatchSampler`:
   cluster-balanced mini-batches for PyTorch (imported lazily, so ``import hardneg`` never
   imports torch).
@@ -50,6 +53,8 @@ from .partial import merge_topk, search_partial
 from . import distributed
 from .store import NegativeStore
 from .refresh import Refresher
+from .recsys import InteractionSampler
+from .kg import TripleCorruptor
 
 __version__: str = _hardneg.__version__
 
@@ -84,19 +89,26 @@ __all__ = [
     "GuidedInfoNCE",
     "SigLIPLoss",
     "CachedEncoder",
+    "BPRLoss",
+    "CosineContrastiveLoss",
+    "SampledSoftmaxLoss",
+    "ItemFrequencyEstimator",
     "cluster",
     "ClusterResult",
     "ClusterBatchSampler",
     "NegativeStore",
     "Refresher",
+    "InteractionSampler",
+    "TripleCorruptor",
 ]
 
 # The losses need torch: import them only when used, so ``import hardneg`` works without torch.
 _LOSS_NAMES = ("InfoNCE", "ChunkedInfoNCE", "GuidedInfoNCE", "SigLIPLoss", "CachedEncoder")
+_RECSYS_LOSS_NAMES = ("BPRLoss", "CosineContrastiveLoss", "SampledSoftmaxLoss", "ItemFrequencyEstimator")
 
 
 def __getattr__(name: str) -> object:
-    if name == "losses" or name in _LOSS_NAMES:
+    if name == "losses" or name in _LOSS_NAMES or name in _RECSYS_LOSS_NAMES:
         import importlib
 
         from ._optional import require

@@ -149,3 +149,28 @@ def rows_to_csr(lists: Any, rows: int, what: str, *, dtype: Any, allow_1d: bool 
     np.cumsum(counts, out=offsets[1:])
     values = np.concatenate(parts) if parts else np.zeros(0, dtype)
     return offsets, values.astype(dtype, copy=False)
+
+
+def as_ids(x: Any, what: str, *, ndim: int = 1) -> np.ndarray:
+    """Returns integer ids ``x`` (list, numpy array or CPU tensor) as a C-contiguous int64 array
+    with ``ndim`` dimensions; floats, bools and ids beyond int64 are rejected."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor
+        x = x.detach().cpu().numpy()
+    try:
+        arr = np.asarray(x)
+    except Exception as e:  # noqa: BLE001 - any conversion failure is a dtype problem here
+        raise DTypeError(f"{what} could not be converted to an integer array: {e}") from e
+    if arr.size == 0 and arr.dtype.kind == "f":  # an empty list converts to float64
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise DTypeError(f"{what} must hold integer ids, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ShapeError(f"{what} must be {ndim}-D, got shape {arr.shape}")
+    if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ParameterError(f"{what} holds ids beyond the int64 range (max {int(arr.max())})")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def as_seed(seed: Any) -> int:
+    """A non-negative int seed reduced to the 64 bits the core uses."""
+    return as_count(seed, "seed", minimum=0) % 2**64

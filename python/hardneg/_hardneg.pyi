@@ -173,3 +173,106 @@ def plan_epoch(
     seed: int = 0,
     epoch: int = 0,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]: ...
+
+class InteractionSampler:
+    @staticmethod
+    def from_pairs(
+        users: npt.NDArray[np.int64],
+        items: npt.NDArray[np.int64],
+        num_users: int,
+        num_items: int,
+        *,
+        strategy: str = "uniform",
+        alpha: float = 0.75,
+        threads: int = 0,
+    ) -> InteractionSampler: ...
+    @staticmethod
+    def from_csr(
+        offsets: npt.NDArray[np.int64],
+        items: npt.NDArray[np.int64],
+        num_items: int,
+        *,
+        strategy: str = "uniform",
+        alpha: float = 0.75,
+        threads: int = 0,
+    ) -> InteractionSampler: ...
+    @property
+    def num_users(self) -> int: ...
+    @property
+    def num_items(self) -> int: ...
+    @property
+    def num_interactions(self) -> int: ...
+    def probabilities(self) -> npt.NDArray[np.float64]: ...
+    def csr(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+    def sample(
+        self,
+        users: npt.NDArray[np.int64],
+        num_negatives: int,
+        *,
+        replace: bool = True,
+        seed: int = 0,
+        epoch: int = 0,
+        offset: int = 0,
+        threads: int = 0,
+    ) -> npt.NDArray[np.int64]: ...
+    def hard(
+        self,
+        users: npt.NDArray[np.int64],
+        user_embeddings: npt.NDArray[np.float32],
+        item_embeddings: npt.NDArray[np.float32],
+        num_negatives: int,
+        *,
+        pool: int | None = None,
+        metric: str = "ip",
+        seed: int = 0,
+        epoch: int = 0,
+        offset: int = 0,
+        threads: int = 0,
+        isa: str | None = None,
+    ) -> npt.NDArray[np.int64]: ...
+
+class TripleCorruptor:
+    def __new__(
+        cls,
+        triples: npt.NDArray[np.int64],
+        num_entities: int,
+        num_relations: int,
+        *,
+        mode: str = "both",
+        strategy: str = "uniform",
+        filtered: bool = True,
+        clusters: npt.NDArray[np.int64] | None = None,
+    ) -> TripleCorruptor: ...
+    @property
+    def num_entities(self) -> int: ...
+    @property
+    def num_relations(self) -> int: ...
+    @property
+    def num_triples(self) -> int: ...
+    def head_probability(self) -> npt.NDArray[np.float64]: ...
+    def known(self, triples: npt.NDArray[np.int64], side: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+    def corrupt(
+        self,
+        triples: npt.NDArray[np.int64],
+        num_negatives: int,
+        *,
+        seed: int = 0,
+        epoch: int = 0,
+        offset: int = 0,
+        threads: int = 0,
+    ) -> npt.NDArray[np.int64]: ...
+    def hard(
+        self,
+        triples: npt.NDArray[np.int64],
+        num_negatives: int,
+        entity_embeddings: npt.NDArray[np.float32],
+        *,
+        head_queries: npt.NDArray[np.float32] | None = None,
+        tail_queries: npt.NDArray[np.float32] | None = None,
+        false_negative_margin: float | None = None,
+        seed: int = 0,
+        epoch: int = 0,
+        offset: int = 0,
+        threads: int = 0,
+        isa: str | None = None,
+    ) -> npt.NDArray[np.int64]: ...

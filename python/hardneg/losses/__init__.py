@@ -16,6 +16,10 @@ space, and raises :class:`hardneg.HardnegError` subclasses on bad input.
 * :func:`mix_hard_negatives`: MoCHi synthetic hard negatives.
 * :class:`CachedEncoder`: GradCache, to train an encoder with a batch larger than memory.
 * :func:`gather_with_grad`: all-gather with exact gradients.
+* :class:`BPRLoss` / :func:`bpr_loss`, :class:`CosineContrastiveLoss` / :func:`cosine_contrastive_loss`:
+  recommendation losses over sampled negatives (BPR; SimpleX's CCL).
+* :class:`SampledSoftmaxLoss` / :func:`sampled_softmax_loss`: in-batch softmax with the logQ
+  correction; :class:`ItemFrequencyEstimator`: the streaming item frequencies it needs.
 
 **Padding and ids**, one convention with :class:`hardneg.Mined` (whose missing negatives are
 ``-1``): pass mined corpus ids as ``negative_ids`` and a ``-1`` marks a padding slot: it is masked
@@ -49,7 +53,9 @@ from .debiased import (
 from .distributed import gather_no_grad, gather_with_grad, rank_and_world_size
 from .guided import GuidedInfoNCE, guided_info_nce
 from .infonce import InfoNCE, info_nce
+from .logq import ItemFrequencyEstimator, SampledSoftmaxLoss, sampled_softmax_loss
 from .mixing import mix_hard_negatives
+from .pairwise import BPRLoss, CosineContrastiveLoss, bpr_loss, cosine_contrastive_loss
 from .siglip import SigLIPLoss, siglip_loss
 
 __all__ = [
@@ -73,4 +79,11 @@ __all__ = [
     "gather_with_grad",
     "gather_no_grad",
     "rank_and_world_size",
+    "BPRLoss",
+    "bpr_loss",
+    "CosineContrastiveLoss",
+    "cosine_contrastive_loss",
+    "SampledSoftmaxLoss",
+    "sampled_softmax_loss",
+    "ItemFrequencyEstimator",
 ]

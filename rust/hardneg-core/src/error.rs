@@ -78,6 +78,20 @@ pub enum Error {
         /// The offending id.
         id: i64,
     },
+    /// An id of a sampler's input (a user, an item, an entity, a relation) lies outside its range.
+    #[error("{what} {id} at position {position} is outside 0..{n}; {fix}")]
+    OutOfRange {
+        /// What kind of id, and of which input ("item id of interactions").
+        what: &'static str,
+        /// Its position (row) in that input.
+        position: usize,
+        /// The offending id.
+        id: i64,
+        /// The number of valid ids.
+        n: usize,
+        /// What to change.
+        fix: &'static str,
+    },
     /// A parameter has an impossible value.
     #[error("invalid {name}: {message}")]
     InvalidParameter {

@@ -126,6 +126,18 @@ impl Exclusions {
         Self::from_csr(what, &offsets, &ids, n)
     }
 
+    /// Builds exclusions from rows that are already sorted and unique (a sampler's positives,
+    /// a triple's known entities), one row per query.
+    pub fn from_sorted_rows<'a>(rows: impl IntoIterator<Item = &'a [u32]>) -> Self {
+        let mut out = Exclusions { offsets: vec![0], ids: Vec::new() };
+        for row in rows {
+            debug_assert!(row.windows(2).all(|w| w[0] < w[1]), "rows must be sorted and unique");
+            out.ids.extend(row.iter().map(|&x| u64::from(x)));
+            out.offsets.push(out.ids.len());
+        }
+        out
+    }
+
     /// Number of queries covered.
     pub fn rows(&self) -> usize {
         self.offsets.len().saturating_sub(1)
@@ -182,7 +194,8 @@ impl Exclusions {
     }
 }
 
-fn dedup_sorted(v: &mut [u64]) -> usize {
+/// Moves the distinct values of the sorted `v` to its front and returns their number.
+pub(crate) fn dedup_sorted<T: PartialEq + Copy>(v: &mut [T]) -> usize {
     if v.is_empty() {
         return 0;
     }

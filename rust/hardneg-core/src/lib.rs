@@ -8,6 +8,8 @@
 //! * [`partial`]: search split over corpus shards: a shard's top-k with global ids and the
 //!   exact merge of shards' results.
 //! * [`mine`]: hard-negative selection (filters, rank window, top/random/SimANS sampling).
+//! * [`sample`]: negative sampling for recommendation (items a user never interacted with) and
+//!   knowledge graphs (filtered triple corruption).
 //! * [`synthetic`]: deterministic pseudo-random data for tests, examples and benchmarks.
 //! * [`cluster`]: balanced spherical 2-means and spherical k-means; [`batchplan`]: epoch plans
 //!   of cluster-balanced mini-batches.
@@ -21,6 +23,7 @@ pub mod index;
 pub mod matrix;
 pub mod mine;
 pub mod partial;
+pub mod sample;
 pub mod synthetic;
 pub mod topk;
 

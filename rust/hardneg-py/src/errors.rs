@@ -19,7 +19,7 @@ pub fn to_py(err: Error) -> PyErr {
             ShapeError::new_err(msg)
         }
         Error::NonFinite { .. } => NonFiniteError::new_err(msg),
-        Error::IdOutOfRange { .. } | Error::NegativeId { .. } => IdOutOfRangeError::new_err(msg),
+        Error::IdOutOfRange { .. } | Error::NegativeId { .. } | Error::OutOfRange { .. } => IdOutOfRangeError::new_err(msg),
         Error::InvalidParameter { .. } => ParameterError::new_err(msg),
         Error::InputFile { .. } => InputFileError::new_err(msg),
         Error::OutputFile { .. } => ParameterError::new_err(msg),

@@ -9,8 +9,10 @@ mod cluster;
 mod detach;
 mod errors;
 mod index;
+mod kg;
 mod mine;
 mod partial;
+mod recsys;
 mod runtime;
 mod searcher;
 
@@ -35,5 +37,7 @@ fn _hardneg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cluster::cluster_rows, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::dense_keys, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::plan_epoch, m)?)?;
+    m.add_class::<recsys::InteractionSampler>()?;
+    m.add_class::<kg::TripleCorruptor>()?;
     Ok(())
 }

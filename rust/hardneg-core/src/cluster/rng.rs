@@ -58,16 +58,7 @@ impl Rng {
     /// Uniform integer in `0..n` (`n > 0`), without modulo bias (Lemire's method).
     #[inline]
     pub fn below(&mut self, n: usize) -> usize {
-        debug_assert!(n > 0);
-        let n = n as u64;
-        let mut m = u128::from(self.next_u64()) * u128::from(n);
-        if (m as u64) < n {
-            let t = n.wrapping_neg() % n;
-            while (m as u64) < t {
-                m = u128::from(self.next_u64()) * u128::from(n);
-            }
-        }
-        (m >> 64) as usize
+        crate::mine::rng::lemire_below(n as u64, || self.next_u64()) as usize
     }
 
     /// Fisher-Yates shuffle.

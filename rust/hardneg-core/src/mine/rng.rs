@@ -39,18 +39,27 @@ impl Rng {
         ((self.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
     }
 
-    /// Uniform integer in `0..n` (`n >= 1`), unbiased (Lemire's multiply-and-reject).
+    /// Uniform integer in `0..n` (`n >= 1`), unbiased ([`lemire_below`]).
     #[inline]
     pub fn below(&mut self, n: u64) -> u64 {
-        debug_assert!(n >= 1);
+        lemire_below(n, || self.next_u64())
+    }
+}
+
+/// Uniform integer in `0..n` (`n >= 1`) from 64-bit random words, unbiased: Lemire's
+/// multiply-and-reject. The rejection threshold `2^64 mod n` is below `n`, so it is computed (a
+/// division) only when the low half of the product falls below `n`, which is rare.
+#[inline]
+pub fn lemire_below(n: u64, mut next: impl FnMut() -> u64) -> u64 {
+    debug_assert!(n >= 1);
+    let mut m = u128::from(next()) * u128::from(n);
+    if (m as u64) < n {
         let threshold = n.wrapping_neg() % n;
-        loop {
-            let m = u128::from(self.next_u64()) * u128::from(n);
-            if (m as u64) >= threshold {
-                return (m >> 64) as u64;
-            }
+        while (m as u64) < threshold {
+            m = u128::from(next()) * u128::from(n);
         }
     }
+    (m >> 64) as u64
 }
 
 #[cfg(test)]
