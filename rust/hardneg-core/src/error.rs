@@ -86,6 +86,25 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A file is missing, unreadable, of another kind or from another version.
+    #[error("{path}: {message}")]
+    InputFile {
+        /// The file.
+        path: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A file could not be written.
+    #[error("cannot write {path}: {message}")]
+    WriteFile {
+        /// The file.
+        path: String,
+        /// The operating system's reason.
+        message: String,
+    },
+    /// The HNSW library (usearch) reported a failure, e.g. out of memory.
+    #[error("HNSW index: {0}")]
+    Hnsw(String),
     /// The caller asked the job to stop (Ctrl-C).
     #[error("cancelled")]
     Cancelled,

@@ -4,6 +4,7 @@
 //!   exclusions; the score matrix is never materialised.
 //! * [`matrix`]: borrowed row-major matrices and their validation (shape, finiteness).
 //! * [`exclude`]: per-query id lists that a search must never return.
+//! * [`hnsw`]: approximate top-k on an HNSW graph (usearch) with the same output and exclusions.
 //! * [`mine`]: hard-negative selection (filters, rank window, top/random/SimANS sampling).
 //! * [`cluster`]: balanced spherical 2-means and spherical k-means; [`batchplan`]: epoch plans
 //!   of cluster-balanced mini-batches.
@@ -13,6 +14,7 @@
 
 pub mod error;
 pub mod exclude;
+pub mod hnsw;
 pub mod matrix;
 pub mod mine;
 pub mod topk;
