@@ -1,6 +1,8 @@
 """hardneg: Rust-accelerated negative sampling for training embedding models.
 
 * :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions.
+* :class:`HnswIndex`: approximate top-k on an HNSW graph (usearch) with the same output, for
+  corpora beyond brute force; saved and memory-mapped files.
 * :func:`mine` / :class:`Mined`: streaming hard-negative mining (search, filters, window, sampling).
 * :func:`mine_to_disk` / :func:`load_mined` / ``hardneg mine``: the same as a resumable job writing Parquet shards.
 * :func:`select_negatives`: filters, rank window and top/random/SimANS sampling over candidate lists.
@@ -33,6 +35,7 @@ from .errors import (
     ShapeError,
 )
 from .index import FlatIndex, topk
+from .hnsw import HnswIndex
 from .selection import Selection, select_negatives
 from .mining import Mined, mine
 from .mining_job import load_mined, mine_to_disk
@@ -43,6 +46,7 @@ __version__: str = _hardneg.__version__
 __all__ = [
     "__version__",
     "FlatIndex",
+    "HnswIndex",
     "topk",
     "select_negatives",
     "mine",

@@ -9,6 +9,8 @@ pyo3::import_exception!(hardneg.errors, ShapeError);
 pyo3::import_exception!(hardneg.errors, NonFiniteError);
 pyo3::import_exception!(hardneg.errors, IdOutOfRangeError);
 pyo3::import_exception!(hardneg.errors, ParameterError);
+pyo3::import_exception!(hardneg.errors, InputFileError);
+pyo3::import_exception!(hardneg.errors, OutputDirError);
 
 /// Maps a core error to the matching `hardneg.errors` class, keeping the core's message.
 pub fn to_py(err: Error) -> PyErr {
@@ -20,6 +22,10 @@ pub fn to_py(err: Error) -> PyErr {
         Error::NonFinite { .. } => NonFiniteError::new_err(msg),
         Error::IdOutOfRange { .. } | Error::NegativeId { .. } => IdOutOfRangeError::new_err(msg),
         Error::InvalidParameter { .. } => ParameterError::new_err(msg),
+        Error::InputFile { .. } => InputFileError::new_err(msg),
+        // Saving into a directory that is missing or not writable.
+        Error::WriteFile { .. } => OutputDirError::new_err(msg),
+        Error::Hnsw(_) => HardnegError::new_err(msg),
         Error::Cancelled => PyKeyboardInterrupt::new_err("search cancelled"),
     }
 }
