@@ -4,6 +4,7 @@
 //!   exclusions; the score matrix is never materialised.
 //! * [`matrix`]: borrowed row-major matrices and their validation (shape, finiteness).
 //! * [`exclude`]: per-query id lists that a search must never return.
+//! * [`index`]: the [`Searcher`] trait mining runs on, and the exact [`FlatIndex`].
 //! * [`hnsw`]: approximate top-k on an HNSW graph (usearch) with the same output and exclusions.
 //! * [`mine`]: hard-negative selection (filters, rank window, top/random/SimANS sampling).
 //! * [`cluster`]: balanced spherical 2-means and spherical k-means; [`batchplan`]: epoch plans
@@ -15,12 +16,14 @@
 pub mod error;
 pub mod exclude;
 pub mod hnsw;
+pub mod index;
 pub mod matrix;
 pub mod mine;
 pub mod topk;
 
 pub use error::{Error, Result};
 pub use exclude::Exclusions;
+pub use index::{FlatIndex, Metric, SearchParams, Searcher};
 pub use matrix::MatrixRef;
 pub use topk::{pair_score, score_ids, search, Isa, SearchOptions, TopK};
 

@@ -1,16 +1,40 @@
-//! `FlatIndex` and the array helpers used by `hardneg.FlatIndex` / `hardneg.topk`.
+//! `FlatIndex` (the core index over a borrowed numpy corpus) and the kernel queries of tests.
 
-use hardneg_core::matrix::{self, MatrixRef};
-use hardneg_core::{search, Exclusions, Isa, SearchOptions};
+use hardneg_core::index::{F32Rows, KernelOptions};
+use hardneg_core::{Exclusions, FlatIndex as CoreFlatIndex, Isa, Metric, SearchParams, Searcher};
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::arrays::{matrix_ref, parse_isa};
+use crate::arrays::{contiguous, matrix_ref, parse_isa};
 use crate::detach::run_detached;
 use crate::errors::{to_py, ParameterError, ShapeError};
 
-/// An exact inner-product index over a borrowed, C-contiguous float32 corpus `[N, d]`.
+/// `(scores float32 [Q, k], ids int64 [Q, k])`.
+type ScoresIds<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
+
+/// The data of a C-contiguous float32 numpy array, kept alive by a reference to the array.
+struct NumpyRows {
+    _array: Py<PyArray2<f32>>,
+    ptr: *const f32,
+    len: usize,
+}
+
+// SAFETY: the buffer belongs to `_array`, which this struct keeps alive, and numpy never moves
+// the data of a live array (`resize` refuses while other references exist). The index only reads
+// it; the Python documentation tells users not to write to the corpus while the index lives.
+unsafe impl Send for NumpyRows {}
+// SAFETY: as above; shared reads from several threads are fine.
+unsafe impl Sync for NumpyRows {}
+
+impl F32Rows for NumpyRows {
+    fn values(&self) -> &[f32] {
+        // SAFETY: `ptr`/`len` describe the live, contiguous buffer of `_array` (see above).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// An exact index over a borrowed, C-contiguous float32 corpus `[N, d]` (the core `FlatIndex`).
 ///
 /// The corpus is checked once for NaN/Inf. The array is borrowed, not copied: do not write to
 /// it while the index is alive.
@@ -18,24 +42,7 @@ use crate::errors::{to_py, ParameterError, ShapeError};
 /// into the scores, and queries are normalised into a copy.
 #[pyclass(frozen, module = "hardneg._hardneg")]
 pub struct FlatIndex {
-    corpus: Py<PyArray2<f32>>,
-    rows: usize,
-    dim: usize,
-    /// Inverse row norms for cosine; `None` for inner product.
-    inv_norms: Option<Vec<f32>>,
-}
-
-impl FlatIndex {
-    /// Queries as the kernels need them: normalised (a copy) for cosine, borrowed otherwise.
-    fn prepare<'a>(&self, q: MatrixRef<'a>, threads: usize) -> hardneg_core::Result<std::borrow::Cow<'a, [f32]>> {
-        if self.inv_norms.is_none() {
-            return Ok(std::borrow::Cow::Borrowed(q.data()));
-        }
-        matrix::check_finite("queries", q, threads)?;
-        let mut owned = q.data().to_vec();
-        matrix::normalize_rows(&mut owned, q.dim());
-        Ok(std::borrow::Cow::Owned(owned))
-    }
+    pub(crate) index: CoreFlatIndex<'static>,
 }
 
 #[pymethods]
@@ -43,61 +50,42 @@ impl FlatIndex {
     #[new]
     #[pyo3(signature = (corpus, *, metric = "ip", threads = 0))]
     fn new(py: Python<'_>, corpus: PyReadonlyArray2<'_, f32>, metric: &str, threads: usize) -> PyResult<Self> {
-        let cosine = match metric {
-            "ip" => false,
-            "cosine" => true,
-            other => return Err(ParameterError::new_err(format!("metric must be 'ip' or 'cosine', got {other:?}"))),
-        };
-        let m = matrix_ref("corpus", &corpus)?;
-        let (rows, dim) = (m.rows(), m.dim());
-        let threads = hardneg_core::topk::resolve_threads(threads);
-        let inv_norms = run_detached(py, |_| {
-            if cosine {
-                matrix::finite_inverse_norms("corpus", m, threads).map(Some)
-            } else {
-                matrix::check_finite("corpus", m, threads).map(|()| None)
-            }
-        })?;
-        Ok(FlatIndex { corpus: corpus.as_unbound().clone_ref(py), rows, dim, inv_norms })
+        let metric = Metric::from_name(metric).map_err(to_py)?;
+        let (rows, dim) = (corpus.shape()[0], corpus.shape()[1]);
+        let data = contiguous("corpus", &corpus)?;
+        let owner = NumpyRows { _array: corpus.as_unbound().clone_ref(py), ptr: data.as_ptr(), len: data.len() };
+        let index = run_detached(py, |_| CoreFlatIndex::new(owner, rows, dim, metric, threads))?;
+        Ok(FlatIndex { index })
     }
 
     #[getter]
     fn metric(&self) -> &'static str {
-        if self.inv_norms.is_some() {
-            "cosine"
-        } else {
-            "ip"
-        }
+        self.index.metric().name()
     }
 
     /// Scores of given ids `[Q, m]` (-1 = none, scored NaN), exactly as `search` scores them.
     fn score<'py>(&self, py: Python<'py>, queries: PyReadonlyArray2<'py, f32>, ids: PyReadonlyArray2<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let corpus = self.corpus.bind(py).readonly();
-        let c = matrix_ref("corpus", &corpus)?;
         let q = matrix_ref("queries", &queries)?;
         let (rows, width) = (ids.shape()[0], ids.shape()[1]);
         if rows != q.rows() {
             return Err(ShapeError::new_err(format!("ids has {rows} rows but there are {} queries; give one row per query", q.rows())));
         }
-        let ids = ids.as_slice().map_err(|_| ShapeError::new_err("ids must be C-contiguous"))?;
-        let scores = run_detached(py, |_| {
-            let qd = self.prepare(q, 1)?;
-            let qm = MatrixRef::new("queries", &qd, q.rows(), q.dim())?;
-            hardneg_core::score_ids(qm, c, self.inv_norms.as_deref(), ids, width)
-        })?;
+        let ids = contiguous("ids", &ids)?;
+        let scores = run_detached(py, |_| self.index.score(q, ids, width))?;
         Ok(Array2::from_shape_vec((rows, width), scores).expect("shape").into_pyarray(py))
     }
 
     fn __len__(&self) -> usize {
-        self.rows
+        self.index.len()
     }
 
     #[getter]
     fn dim(&self) -> usize {
-        self.dim
+        self.index.dim()
     }
 
-    /// Exact top-k: returns `(scores float32 [Q, k], ids int64 [Q, k])`.
+    /// Exact top-k: returns `(scores float32 [Q, k], ids int64 [Q, k])`; a `k` larger than what a
+    /// query has left after its exclusions is an error.
     #[pyo3(signature = (queries, k, *, exclude_offsets = None, exclude_ids = None, threads = 0, isa = None, chunk_rows = None, dim_slice = None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
@@ -111,10 +99,8 @@ impl FlatIndex {
         isa: Option<&str>,
         chunk_rows: Option<usize>,
         dim_slice: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
-        let isa = parse_isa(isa)?;
-        let corpus = self.corpus.bind(py).readonly();
-        let c = matrix_ref("corpus", &corpus)?;
+    ) -> PyResult<ScoresIds<'py>> {
+        let kernel = KernelOptions { isa: parse_isa(isa)?, chunk_rows, dim_slice, pad: false };
         let q = matrix_ref("queries", &queries)?;
         let exclude_csr = match (&exclude_offsets, &exclude_ids) {
             (Some(o), Some(i)) => Some((o.as_slice()?, i.as_slice()?)),
@@ -123,12 +109,9 @@ impl FlatIndex {
         };
         let top = run_detached(py, |cancel| {
             // Built without the GIL: sorting long exclusion lists takes time and can be interrupted.
-            let exclude = exclude_csr.map(|(o, i)| Exclusions::from_csr("exclude", o, i, self.rows)).transpose()?;
-            let qd = self.prepare(q, hardneg_core::topk::resolve_threads(threads))?;
-            let qm = MatrixRef::new("queries", &qd, q.rows(), q.dim())?;
-            let row_scale = self.inv_norms.as_deref();
-            let opts = SearchOptions { k, exclude: exclude.as_ref(), threads, cancel: Some(cancel), isa, chunk_rows, dim_slice, row_scale };
-            search(qm, c, &opts)
+            let exclude = exclude_csr.map(|(o, i)| Exclusions::from_csr("exclude", o, i, self.index.len())).transpose()?;
+            let params = SearchParams { k, exclude: exclude.as_ref(), threads, cancel: Some(cancel) };
+            self.index.search_with(q, &params, &kernel)
         })?;
         let scores = Array2::from_shape_vec((top.rows, top.k), top.scores).expect("shape").into_pyarray(py);
         let ids = Array2::from_shape_vec((top.rows, top.k), top.ids).expect("shape").into_pyarray(py);

@@ -18,6 +18,9 @@ fn stats_dict<'py>(py: Python<'py>, st: &SelectStats) -> PyResult<Bound<'py, PyD
     Ok(d)
 }
 
+/// `(ids int64 [Q, n], scores float32 [Q, n], counters)`.
+type Selected<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>, Bound<'py, PyDict>);
+
 /// Selection step over given candidate lists; returns `(ids [Q, n] int64, scores [Q, n] float32, stats dict)`.
 #[pyfunction]
 #[pyo3(signature = (
@@ -45,7 +48,7 @@ pub fn select_negatives<'py>(
     seed: u64,
     query_offset: u64,
     threads: usize,
-) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>, Bound<'py, PyDict>)> {
+) -> PyResult<Selected<'py>> {
     let sampling = match sampling {
         "top" => Sampling::Top,
         "random" => Sampling::Random,

@@ -317,8 +317,8 @@ pub(crate) fn tile_scalar<const NQ: usize>(cb: &[f32], qg: &[f32], kc: usize, io
             continue;
         };
         if let RowScale::Rows(sc) = e.scale {
-            for r in 0..BLOCK {
-                acc[r] *= sc.0[r];
+            for (a, &f) in acc.iter_mut().zip(&sc.0) {
+                *a *= f;
             }
         }
         let mut m = 0u64;

@@ -40,16 +40,20 @@ pub struct SearchOptions<'a> {
     /// One factor per corpus row multiplied into its scores (cosine over an un-normalised corpus
     /// passes the inverse row norms from [`crate::matrix::inverse_norms`]).
     pub row_scale: Option<&'a [f32]>,
+    /// A query with fewer than `k` candidates (a small corpus, many exclusions) gets its row
+    /// filled up with id -1 / score NaN; when false that is an [`Error::InvalidParameter`].
+    pub pad: bool,
 }
 
 impl<'a> SearchOptions<'a> {
     /// Options for `k` results with every other setting at its default.
     pub fn new(k: usize) -> Self {
-        SearchOptions { k, exclude: None, threads: 0, cancel: None, isa: None, chunk_rows: None, dim_slice: None, row_scale: None }
+        SearchOptions { k, exclude: None, threads: 0, cancel: None, isa: None, chunk_rows: None, dim_slice: None, row_scale: None, pad: false }
     }
 }
 
-/// Results of a search: row-major `[rows, k]`, each row by descending score, ties by lower id.
+/// Results of a search: row-major `[rows, k]`, each row by descending score, ties by lower id;
+/// padded rows end with id -1 / score NaN.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TopK {
     /// Number of queries.
@@ -92,13 +96,13 @@ pub fn search(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOption
             return Err(Error::IdOutOfRange { what: "exclude", row: 0, id: bad as i64, n });
         }
         let (most, q) = ex.max_row_len();
-        if k > n - most {
+        if k > n - most && !opts.pad {
             return Err(Error::param(
                 "k",
                 format!("k={k} but query {q} can get only {} results: the corpus has {n} rows and {most} are excluded for it; lower k", n - most),
             ));
         }
-    } else if k > n {
+    } else if k > n && !opts.pad {
         return Err(Error::param("k", format!("k={k} is larger than the corpus ({n} rows); lower k to at most {n}")));
     }
     if let Some(sc) = opts.row_scale {
@@ -121,7 +125,8 @@ pub fn search(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOption
     let threads = threads.min(blocks).max(1);
     // Contiguous slices of whole blocks, one per thread.
     let per = blocks.div_ceil(threads);
-    let job = Job { corpus, qpack: qpack.as_slice(), nq, d, k, exclude: opts.exclude, cancel: opts.cancel, isa, chunk, kc, row_scale: opts.row_scale };
+    // A heap never holds more than the corpus, whatever k (the rest of a row is padding).
+    let job = Job { corpus, qpack: qpack.as_slice(), nq, d, k: k.min(n), exclude: opts.exclude, cancel: opts.cancel, isa, chunk, kc, row_scale: opts.row_scale };
     let parts: Vec<Heaps> = if threads == 1 {
         vec![job.run(0, n)?]
     } else {
@@ -376,6 +381,10 @@ fn merge(parts: &[Heaps], nq: usize, k: usize) -> TopK {
         for &(s, id) in all.iter().take(k) {
             scores.push(s);
             ids.push(id as i64);
+        }
+        for _ in all.len()..k {
+            scores.push(f32::NAN);
+            ids.push(-1);
         }
     }
     TopK { rows: nq, k, scores, ids }
