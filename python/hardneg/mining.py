@@ -21,6 +21,7 @@ import numpy as np
 from . import _hardneg
 from ._arrays import as_count, as_matrix, as_threads, id_lists_to_csr
 from .errors import DTypeError, IdOutOfRangeError, InputFileError, NonFiniteError, ParameterError, ShapeError
+from .hnsw import HnswIndex
 from .index import FlatIndex
 from .selection import SIMANS_A, SIMANS_B, STAT_NAMES, Sampling, add_stats, _opt_float, _seed, check_sampling
 
@@ -287,7 +288,7 @@ class _Plan:
         if not hasattr(self.queries, "shape"):
             self.queries = as_matrix(self.queries, "queries")
         corpus = load_matrix(corpus, "corpus")
-        if isinstance(corpus, FlatIndex):
+        if isinstance(corpus, (FlatIndex, HnswIndex)):
             if corpus.metric != metric:
                 raise ParameterError(f"the corpus index was built with metric={corpus.metric!r} but metric={metric!r} "
                                      f"was asked; pass metric={corpus.metric!r} or build the index with metric={metric!r}")
@@ -447,8 +448,10 @@ def mine(
     ----------
     queries : array_like, np.memmap or path of a .npy file, shape (Q, d)
         Query embeddings. A path is opened memory-mapped; chunks are read as needed.
-    corpus : array_like, np.memmap, path of a .npy file, or FlatIndex, shape (N, d)
-        Corpus embeddings. A float32 C-contiguous array or memmap is not copied, for either
+    corpus : array_like, np.memmap, path of a .npy file, FlatIndex or HnswIndex, shape (N, d)
+        Corpus embeddings, or an index over them (an :class:`HnswIndex` mines approximately:
+        its rescored candidates carry exact scores; ``range_max`` must be at most its
+        ``expansion_search``). A float32 C-contiguous array or memmap is not copied, for either
         metric (a corpus larger than RAM works).
     positives : int array (Q,) or (Q, P) padded with -1, list of int sequences, or .npy path
         Each query's positive corpus ids; never returned as negatives.

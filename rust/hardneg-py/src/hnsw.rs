@@ -2,15 +2,16 @@
 
 use std::path::PathBuf;
 
-use hardneg_core::hnsw::{self, HnswParams, HnswSearch, Metric, Storage, Vectors};
-use hardneg_core::Exclusions;
+use hardneg_core::hnsw::{self, HnswOptions, HnswParams, Storage};
+use hardneg_core::{Exclusions, Metric, SearchParams, Searcher};
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::arrays::{contiguous, matrix_ref};
 use crate::detach::run_detached;
 use crate::errors::{to_py, ParameterError, ShapeError};
+use crate::index::{NumpyRows, ScoresIds};
 
 /// An HNSW index (usearch) over a float32 corpus `[N, d]`, searched with FlatIndex's semantics.
 ///
@@ -19,10 +20,7 @@ use crate::errors::{to_py, ParameterError, ShapeError};
 /// borrowed for exact rescoring: do not write to it while the index is alive.
 #[pyclass(frozen, module = "hardneg._hardneg")]
 pub struct HnswIndex {
-    inner: hnsw::HnswIndex,
-    corpus: Option<Py<PyArray2<f32>>>,
-    /// Inverse row norms of the corpus (cosine only).
-    inv_norms: Option<Vec<f32>>,
+    pub(crate) index: hnsw::HnswIndex<'static>,
 }
 
 fn csr<'a>(offsets: &'a Option<PyReadonlyArray1<'_, i64>>, ids: &'a Option<PyReadonlyArray1<'_, i64>>) -> PyResult<Option<(&'a [i64], &'a [i64])>> {
@@ -33,23 +31,9 @@ fn csr<'a>(offsets: &'a Option<PyReadonlyArray1<'_, i64>>, ids: &'a Option<PyRea
     }
 }
 
-impl HnswIndex {
-    /// Runs `f` with the rescoring vectors: the borrowed corpus, or the index's stored vectors.
-    fn with_vectors<T>(&self, py: Python<'_>, f: impl FnOnce(Vectors<'_>) -> PyResult<T>) -> PyResult<T> {
-        match &self.corpus {
-            Some(c) => {
-                let arr = c.bind(py).readonly();
-                let rows = matrix_ref("corpus", &arr)?;
-                f(Vectors::Corpus { rows, inv_norms: self.inv_norms.as_deref() })
-            }
-            None => f(Vectors::Stored),
-        }
-    }
-}
-
 #[pymethods]
 impl HnswIndex {
-    /// An empty index for `corpus` (checked for shape, NaN/Inf and, for int8 + ip, row lengths).
+    /// An empty index over `corpus` (checked for shape, NaN/Inf and, for int8 + ip, row lengths).
     #[new]
     #[pyo3(signature = (corpus, *, metric = "ip", storage = "float32", connectivity = 16, expansion_add = 128, expansion_search = 128, seed = 0, threads = 0, deterministic = false))]
     #[allow(clippy::too_many_arguments)]
@@ -73,31 +57,22 @@ impl HnswIndex {
             expansion_search,
             seed,
         };
-        let m = matrix_ref("corpus", &corpus)?;
-        let (inner, inv_norms) = run_detached(py, |_| {
-            let inner = hnsw::HnswIndex::new_empty(params, m.rows(), m.dim(), threads, deterministic)?;
-            let inv = inner.check_corpus(m, threads)?;
-            Ok((inner, inv))
-        })?;
-        Ok(HnswIndex { inner, corpus: Some(corpus.as_unbound().clone_ref(py)), inv_norms })
+        let (rows, dim) = (corpus.shape()[0], corpus.shape()[1]);
+        let owner = NumpyRows::new(py, "corpus", &corpus)?;
+        let index = run_detached(py, |_| hnsw::HnswIndex::new_empty(owner, rows, dim, params, threads, deterministic))?;
+        Ok(HnswIndex { index })
     }
 
     /// Inserts the next `count` rows (seeded order); returns how many rows the index holds.
     #[pyo3(signature = (count, *, threads = 0))]
     fn add_rows(&self, py: Python<'_>, count: usize, threads: usize) -> PyResult<usize> {
-        let corpus = self.corpus.as_ref().ok_or_else(|| ParameterError::new_err("a loaded index cannot take rows"))?;
-        let arr = corpus.bind(py).readonly();
-        let m = matrix_ref("corpus", &arr)?;
-        run_detached(py, |cancel| self.inner.add_rows(m, count, threads, Some(cancel)))
+        run_detached(py, |cancel| self.index.add_rows(count, threads, Some(cancel)))
     }
 
     /// Audits level 0 for nodes without incoming edges and re-inserts them; returns `(found, remaining)`.
     #[pyo3(signature = (*, threads = 0))]
     fn finish_build(&self, py: Python<'_>, threads: usize) -> PyResult<(usize, usize)> {
-        let corpus = self.corpus.as_ref().ok_or_else(|| ParameterError::new_err("a loaded index is already built"))?;
-        let arr = corpus.bind(py).readonly();
-        let m = matrix_ref("corpus", &arr)?;
-        let report = run_detached(py, |_| self.inner.finish_build(m, threads))?;
+        let report = run_detached(py, |_| self.index.finish_build(threads))?;
         Ok((report.found, report.remaining))
     }
 
@@ -106,69 +81,62 @@ impl HnswIndex {
     #[staticmethod]
     #[pyo3(signature = (path, *, corpus = None, mmap = true, threads = 0))]
     fn load(py: Python<'_>, path: PathBuf, corpus: Option<PyReadonlyArray2<'_, f32>>, mmap: bool, threads: usize) -> PyResult<Self> {
-        let m = corpus.as_ref().map(|c| matrix_ref("corpus", c)).transpose()?;
-        let (inner, inv_norms) = run_detached(py, |_| {
-            let inner = hnsw::HnswIndex::load(&path, mmap)?;
-            let inv = match m {
-                Some(m) => inner.check_corpus(m, threads)?,
-                None => None,
-            };
-            Ok((inner, inv))
-        })?;
-        Ok(HnswIndex { inner, corpus: corpus.map(|c| c.as_unbound().clone_ref(py)), inv_norms })
+        let owner = corpus.as_ref().map(|c| NumpyRows::new(py, "corpus", c)).transpose()?;
+        let index = run_detached(py, |_| hnsw::HnswIndex::load(&path, mmap, owner.map(|o| Box::new(o) as _), threads))?;
+        Ok(HnswIndex { index })
     }
 
     /// Writes the index to `path`.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        run_detached(py, |_| self.inner.save(&path))
+        run_detached(py, |_| self.index.save(&path))
     }
 
     fn __len__(&self) -> usize {
-        self.inner.rows()
+        self.index.len()
     }
 
     #[getter]
     fn dim(&self) -> usize {
-        self.inner.dim()
+        self.index.dim()
     }
 
     #[getter]
     fn metric(&self) -> &'static str {
-        self.inner.params().metric.name()
+        self.index.metric().name()
     }
 
     #[getter]
     fn storage(&self) -> &'static str {
-        self.inner.params().storage.name()
+        self.index.params().storage.name()
     }
 
     /// `(connectivity, expansion_add, expansion_search, seed)`.
     #[getter]
     fn params(&self) -> (usize, usize, usize, u64) {
-        let p = self.inner.params();
+        let p = self.index.params();
         (p.connectivity, p.expansion_add, p.expansion_search, p.seed)
     }
 
     /// The build's orphan audit: `(found, remaining)`.
     #[getter]
     fn orphans(&self) -> (usize, usize) {
-        let r = self.inner.orphan_report();
+        let r = self.index.orphan_report();
         (r.found, r.remaining)
     }
 
     #[getter]
     fn memory_usage(&self) -> usize {
-        self.inner.memory_usage()
+        self.index.memory_usage()
     }
 
     #[getter]
     fn is_view(&self) -> bool {
-        self.inner.is_view()
+        self.index.is_view()
     }
 
     #[getter]
     fn has_corpus(&self) -> bool {
-        self.corpus.is_some()
+        self.index.has_corpus()
     }
 
     /// Approximate top-k: `(scores float32 [Q, k], ids int64 [Q, k])`, -1 / NaN padded.
@@ -184,16 +152,14 @@ impl HnswIndex {
         expansion_search: Option<usize>,
         rescore: bool,
         threads: usize,
-    ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+    ) -> PyResult<ScoresIds<'py>> {
         let q = matrix_ref("queries", &queries)?;
         let exclude_csr = csr(&exclude_offsets, &exclude_ids)?;
-        let n = self.inner.rows();
-        let top = self.with_vectors(py, |vectors| {
-            run_detached(py, |cancel| {
-                let exclude = exclude_csr.map(|(o, i)| Exclusions::from_csr("exclude", o, i, n)).transpose()?;
-                let opts = HnswSearch { k, exclude: exclude.as_ref(), expansion_search, rescore, threads, cancel: Some(cancel) };
-                self.inner.search(q, vectors, &opts)
-            })
+        let n = self.index.len();
+        let top = run_detached(py, |cancel| {
+            let exclude = exclude_csr.map(|(o, i)| Exclusions::from_csr("exclude", o, i, n)).transpose()?;
+            let params = SearchParams { k, exclude: exclude.as_ref(), threads, cancel: Some(cancel) };
+            self.index.search_with(q, &params, &HnswOptions { expansion_search, rescore })
         })?;
         let scores = Array2::from_shape_vec((top.rows, top.k), top.scores).expect("shape").into_pyarray(py);
         let ids = Array2::from_shape_vec((top.rows, top.k), top.ids).expect("shape").into_pyarray(py);
@@ -208,7 +174,7 @@ impl HnswIndex {
             return Err(ShapeError::new_err(format!("ids has {rows} rows but there are {} queries; give one row per query", q.rows())));
         }
         let ids = contiguous("ids", &ids)?;
-        let scores = self.with_vectors(py, |vectors| run_detached(py, |_| self.inner.score_ids(q, vectors, ids, width)))?;
+        let scores = run_detached(py, |_| self.index.score(q, ids, width))?;
         Ok(Array2::from_shape_vec((rows, width), scores).expect("shape").into_pyarray(py))
     }
 
@@ -225,17 +191,13 @@ impl HnswIndex {
         expansion_search: Option<usize>,
         threads: usize,
     ) -> PyResult<f64> {
-        let corpus = self.corpus.as_ref().ok_or_else(|| {
-            ParameterError::new_err("recall compares against exact search over the float32 corpus: pass corpus= to HnswIndex.load")
-        })?;
-        let arr = corpus.bind(py).readonly();
-        let c = matrix_ref("corpus", &arr)?;
         let q = matrix_ref("queries", &queries)?;
         let exclude_csr = csr(&exclude_offsets, &exclude_ids)?;
+        let n = self.index.len();
         run_detached(py, |cancel| {
-            let exclude = exclude_csr.map(|(o, i)| Exclusions::from_csr("exclude", o, i, c.rows())).transpose()?;
-            let opts = HnswSearch { k, exclude: exclude.as_ref(), expansion_search, rescore: true, threads, cancel: Some(cancel) };
-            self.inner.recall(q, c, self.inv_norms.as_deref(), &opts)
+            let exclude = exclude_csr.map(|(o, i)| Exclusions::from_csr("exclude", o, i, n)).transpose()?;
+            let params = SearchParams { k, exclude: exclude.as_ref(), threads, cancel: Some(cancel) };
+            self.index.recall(q, &params, expansion_search)
         })
     }
 }

@@ -11,10 +11,10 @@ use crate::detach::run_detached;
 use crate::errors::{to_py, ParameterError, ShapeError};
 
 /// `(scores float32 [Q, k], ids int64 [Q, k])`.
-type ScoresIds<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
+pub(crate) type ScoresIds<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
 
 /// The data of a C-contiguous float32 numpy array, kept alive by a reference to the array.
-struct NumpyRows {
+pub(crate) struct NumpyRows {
     _array: Py<PyArray2<f32>>,
     ptr: *const f32,
     len: usize,
@@ -26,6 +26,14 @@ struct NumpyRows {
 unsafe impl Send for NumpyRows {}
 // SAFETY: as above; shared reads from several threads are fine.
 unsafe impl Sync for NumpyRows {}
+
+impl NumpyRows {
+    /// Borrows `array` (which must be C-contiguous) for as long as the result lives.
+    pub(crate) fn new(py: Python<'_>, what: &str, array: &PyReadonlyArray2<'_, f32>) -> PyResult<Self> {
+        let data = contiguous(what, array)?;
+        Ok(NumpyRows { _array: array.as_unbound().clone_ref(py), ptr: data.as_ptr(), len: data.len() })
+    }
+}
 
 impl F32Rows for NumpyRows {
     fn values(&self) -> &[f32] {
@@ -52,8 +60,7 @@ impl FlatIndex {
     fn new(py: Python<'_>, corpus: PyReadonlyArray2<'_, f32>, metric: &str, threads: usize) -> PyResult<Self> {
         let metric = Metric::from_name(metric).map_err(to_py)?;
         let (rows, dim) = (corpus.shape()[0], corpus.shape()[1]);
-        let data = contiguous("corpus", &corpus)?;
-        let owner = NumpyRows { _array: corpus.as_unbound().clone_ref(py), ptr: data.as_ptr(), len: data.len() };
+        let owner = NumpyRows::new(py, "corpus", &corpus)?;
         let index = run_detached(py, |_| CoreFlatIndex::new(owner, rows, dim, metric, threads))?;
         Ok(FlatIndex { index })
     }

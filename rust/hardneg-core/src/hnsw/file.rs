@@ -18,7 +18,9 @@ use std::sync::Mutex;
 
 use usearch::Index;
 
-use super::{default_search_slots, hnsw_err, HnswIndex, HnswParams, Metric, OrphanReport, Slots, Storage, READY};
+use super::{check_corpus, default_search_slots, hnsw_err, HnswIndex, HnswParams, OrphanReport, Slots, Storage, READY};
+use crate::index::{F32Rows, Metric};
+use crate::matrix::MatrixRef;
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 16] = b"hardneg HNSW v1\0";
@@ -66,7 +68,7 @@ fn graph_parts(blob: &[u8]) -> Option<[&[u8]; 2]> {
 
 fn metric_code(m: Metric) -> u8 {
     match m {
-        Metric::Ip => 1,
+        Metric::InnerProduct => 1,
         Metric::Cosine => 2,
     }
 }
@@ -124,7 +126,7 @@ impl Header {
             return Err(input_err(path, format!("holds a usearch {a}.{b}.{c} graph; this hardneg reads usearch {x}.{y}.{z} graphs only: rebuild the index with this version")));
         }
         let metric = match h[26] {
-            1 => Metric::Ip,
+            1 => Metric::InnerProduct,
             2 => Metric::Cosine,
             other => return Err(input_err(path, format!("has an unknown metric code {other}; the file is damaged"))),
         };
@@ -142,7 +144,7 @@ impl Header {
     }
 }
 
-impl HnswIndex {
+impl<'a> HnswIndex<'a> {
     /// Writes the index to `path` (through a temporary file renamed into place).
     pub fn save(&self, path: &Path) -> Result<()> {
         self.check_ready()?;
@@ -176,8 +178,10 @@ impl HnswIndex {
     }
 
     /// Opens a file written by [`Self::save`]: memory-mapped and viewed in place (`mmap`; the
-    /// index is then read-only and pages load on demand) or copied into memory.
-    pub fn load(path: &Path, mmap: bool) -> Result<Self> {
+    /// index is then read-only and pages load on demand) or copied into memory. `corpus`, the
+    /// float32 rows it was built from (checked here), enables exact rescoring of bfloat16/int8
+    /// storage and scores bit-identical to [`crate::FlatIndex`]'s.
+    pub fn load(path: &Path, mmap: bool, corpus: Option<Box<dyn F32Rows + 'a>>, threads: usize) -> Result<Self> {
         let file = File::open(path).map_err(|e| input_err(path, format!("cannot be opened ({e})")))?;
         let len = file.metadata().map_err(|e| input_err(path, e.to_string()))?.len() as usize;
         if len < HEADER_LEN {
@@ -203,6 +207,10 @@ impl HnswIndex {
         if meta.dimensions as usize != header.dim || meta.count_present as usize != header.rows || meta.count_deleted != 0 {
             return Err(input_err(path, "has a usearch section that disagrees with its header; the file is damaged"));
         }
+        let inv_norms = match &corpus {
+            Some(c) => check_corpus(MatrixRef::new("corpus", c.values(), header.rows, header.dim)?, header.rows, header.dim, &header.params, threads)?,
+            None => None,
+        };
         let index = Index::new(&header.params.options(header.dim)).map_err(hnsw_err)?;
         let map = if mmap {
             // SAFETY: the map is stored in the index and outlives the usearch view (field order).
@@ -217,6 +225,8 @@ impl HnswIndex {
         Ok(HnswIndex {
             index,
             map,
+            corpus,
+            inv_norms,
             params: header.params,
             rows: header.rows,
             dim: header.dim,

@@ -22,37 +22,9 @@ use std::sync::{Condvar, Mutex};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use crate::error::{Error, Result};
-use crate::exclude::Exclusions;
+use crate::index::{F32Rows, Metric, SearchParams, Searcher};
 use crate::matrix::{self, MatrixRef};
 use crate::topk::{pair_scores, resolve_threads, TopK};
-
-/// Similarity of an [`HnswIndex`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Metric {
-    /// Inner product.
-    Ip,
-    /// Cosine similarity (rows are stored normalised).
-    Cosine,
-}
-
-impl Metric {
-    /// The name users pass (`"ip"`, `"cosine"`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Ip => "ip",
-            Metric::Cosine => "cosine",
-        }
-    }
-
-    /// Parses [`Metric::name`].
-    pub fn from_name(name: &str) -> Result<Self> {
-        match name {
-            "ip" => Ok(Metric::Ip),
-            "cosine" => Ok(Metric::Cosine),
-            other => Err(Error::param("metric", format!("metric must be 'ip' or 'cosine', got {other:?}"))),
-        }
-    }
-}
 
 /// How an [`HnswIndex`] stores its vectors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,7 +94,7 @@ pub struct HnswParams {
 
 impl Default for HnswParams {
     fn default() -> Self {
-        HnswParams { metric: Metric::Ip, storage: Storage::F32, connectivity: 16, expansion_add: 128, expansion_search: 128, seed: 0 }
+        HnswParams { metric: Metric::InnerProduct, storage: Storage::F32, connectivity: 16, expansion_add: 128, expansion_search: 128, seed: 0 }
     }
 }
 
@@ -196,16 +168,11 @@ impl Drop for Permit<'_> {
 }
 
 /// The float32 rows candidates are rescored against.
-#[derive(Clone, Copy, Debug)]
-pub enum Vectors<'a> {
-    /// The corpus the index was built from, with its inverse row norms for cosine (from
-    /// [`HnswIndex::check_corpus`]): scores are bit-identical to [`crate::search`]'s.
-    Corpus {
-        /// `[rows, dim]`.
-        rows: MatrixRef<'a>,
-        /// Inverse row norms (cosine only).
-        inv_norms: Option<&'a [f32]>,
-    },
+#[derive(Clone, Copy)]
+enum Vectors<'v> {
+    /// The corpus the index was built from (with its inverse row norms for cosine): scores are
+    /// bit-identical to [`crate::search`]'s.
+    Corpus { rows: MatrixRef<'v>, inv_norms: Option<&'v [f32]> },
     /// The vectors stored in the index (float32 storage only): identical to the corpus for
     /// `ip`, its normalised rows for `cosine` (equal to within rounding).
     Stored,
@@ -220,27 +187,18 @@ pub struct OrphanReport {
     pub remaining: usize,
 }
 
-/// Options of [`HnswIndex::search`].
+/// Per-call choices of [`HnswIndex::search_with`] beyond [`SearchParams`].
 #[derive(Clone, Copy, Debug)]
-pub struct HnswSearch<'a> {
-    /// Results per query.
-    pub k: usize,
-    /// Ids never returned, per query.
-    pub exclude: Option<&'a Exclusions>,
+pub struct HnswOptions {
     /// Candidate list size; `None` uses the index's `expansion_search`. Must be at least `k`.
     pub expansion_search: Option<usize>,
-    /// Score the candidates exactly against `vectors` (else `1 - distance` of the stored vectors).
+    /// Score the candidates exactly in float32 (else `1 - distance` of the stored vectors).
     pub rescore: bool,
-    /// Worker threads (0 means all available cores).
-    pub threads: usize,
-    /// Set to true from another thread to stop with [`Error::Cancelled`].
-    pub cancel: Option<&'a AtomicBool>,
 }
 
-impl HnswSearch<'_> {
-    /// Options for `k` results with rescoring and every other setting at its default.
-    pub fn new(k: usize) -> Self {
-        HnswSearch { k, exclude: None, expansion_search: None, rescore: true, threads: 0, cancel: None }
+impl Default for HnswOptions {
+    fn default() -> Self {
+        HnswOptions { expansion_search: None, rescore: true }
     }
 }
 
@@ -248,14 +206,20 @@ const BUILDING: u8 = 0;
 const READY: u8 = 1;
 
 /// An HNSW index over `rows x dim` float32 vectors whose keys are the row ids.
-pub struct HnswIndex {
+///
+/// It keeps the float32 corpus it was built from (owned or borrowed, as [`crate::FlatIndex`]
+/// does) for exact rescoring; a loaded index may have it or not (see [`HnswIndex::load`]).
+pub struct HnswIndex<'a> {
     // Declared before `map`: the index may view the mapped file and must be dropped first.
     index: Index,
     map: Option<memmap2::Mmap>,
+    corpus: Option<Box<dyn F32Rows + 'a>>,
+    /// Inverse row norms of the corpus (cosine only).
+    inv_norms: Option<Vec<f32>>,
     params: HnswParams,
     rows: usize,
     dim: usize,
-    /// Insertion order of the build (empty once built or loaded).
+    /// Insertion order of the build (empty once loaded).
     order: Vec<u32>,
     added: AtomicUsize,
     state: AtomicU8,
@@ -265,6 +229,12 @@ pub struct HnswIndex {
     /// Slots reserved in usearch once built (searches).
     search_slots: usize,
     orphans: Mutex<OrphanReport>,
+}
+
+impl std::fmt::Debug for HnswIndex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HnswIndex").field("rows", &self.rows).field("dim", &self.dim).field("params", &self.params).finish()
+    }
 }
 
 fn hnsw_err(e: impl std::fmt::Display) -> Error {
@@ -277,17 +247,57 @@ fn default_search_slots() -> usize {
     2 * resolve_threads(0)
 }
 
-impl HnswIndex {
-    /// An empty index for `rows x dim` vectors, ready for [`Self::add_rows`]. A deterministic
-    /// build reserves one usearch slot and adds from one thread: same seed, same graph, same file.
-    pub fn new_empty(params: HnswParams, rows: usize, dim: usize, threads: usize, deterministic: bool) -> Result<Self> {
-        params.check()?;
-        if rows == 0 || dim == 0 {
-            return Err(Error::Empty { what: "corpus", rows, dim });
+/// Checks that `corpus` fits an index of `rows x dim` with `params` (finite values; for int8
+/// storage with `ip`, rows of one length) and returns its inverse row norms for cosine.
+fn check_corpus(corpus: MatrixRef<'_>, rows: usize, dim: usize, params: &HnswParams, threads: usize) -> Result<Option<Vec<f32>>> {
+    if corpus.dim() != dim {
+        return Err(Error::DimensionMismatch { what: "corpus", expected: dim, got: corpus.dim() });
+    }
+    if corpus.rows() != rows {
+        return Err(Error::RowCountMismatch { what: "corpus", expected: rows, got: corpus.rows() });
+    }
+    let threads = resolve_threads(threads);
+    if params.metric == Metric::InnerProduct && params.storage != Storage::I8 {
+        matrix::check_finite("corpus", corpus, threads)?;
+        return Ok(None);
+    }
+    let inv = matrix::finite_inverse_norms("corpus", corpus, threads)?;
+    if params.metric == Metric::InnerProduct {
+        // int8 keeps directions only: with `ip` over rows of different lengths the graph
+        // would rank by cosine while the scores rank by inner product.
+        let (lo, hi) = inv.iter().filter(|&&x| x > 0.0).fold((f32::MAX, 0.0f32), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        if hi > 0.0 && hi / lo > 1.01 {
+            return Err(Error::param(
+                "storage",
+                format!(
+                    "int8 storage keeps only the direction of each row, but metric='ip' over rows of lengths {:.3}..{:.3} also ranks by length; use metric='cosine', storage='bfloat16', or normalise the rows",
+                    1.0 / hi,
+                    1.0 / lo
+                ),
+            ));
         }
+        return Ok(None);
+    }
+    Ok(Some(inv))
+}
+
+/// The corpus as a matrix (shape checked when it was attached).
+fn rows_of<'c>(corpus: &'c (dyn F32Rows + '_), rows: usize, dim: usize) -> MatrixRef<'c> {
+    MatrixRef::new("corpus", corpus.values(), rows, dim).expect("corpus shape checked when attached")
+}
+
+impl<'a> HnswIndex<'a> {
+    /// An empty index over `corpus` (`rows x dim`, row-major; checked here), ready for
+    /// [`Self::add_rows`]. A deterministic build reserves one usearch slot and adds from one
+    /// thread: same seed, same graph, same file.
+    pub fn new_empty(corpus: impl F32Rows + 'a, rows: usize, dim: usize, params: HnswParams, threads: usize, deterministic: bool) -> Result<Self> {
+        params.check()?;
+        let corpus: Box<dyn F32Rows + 'a> = Box::new(corpus);
+        let m = MatrixRef::new("corpus", corpus.values(), rows, dim)?;
         if rows > u32::MAX as usize {
             return Err(Error::param("corpus", format!("an HnswIndex holds at most {} rows, got {rows}; shard the corpus", u32::MAX)));
         }
+        let inv_norms = check_corpus(m, rows, dim, &params, threads)?;
         let build_slots = if deterministic { 1 } else { resolve_threads(threads) };
         let index = Index::new(&params.options(dim)).map_err(hnsw_err)?;
         index.reserve_capacity_and_threads(rows, build_slots).map_err(hnsw_err)?;
@@ -296,6 +306,8 @@ impl HnswIndex {
         Ok(HnswIndex {
             index,
             map: None,
+            corpus: Some(corpus),
+            inv_norms,
             params,
             rows,
             dim,
@@ -309,59 +321,30 @@ impl HnswIndex {
         })
     }
 
-    /// Builds the whole index in one call (see [`Self::new_empty`], [`Self::add_rows`],
-    /// [`Self::finish_build`]); the corpus must pass [`Self::check_corpus`].
-    pub fn build(corpus: MatrixRef<'_>, params: HnswParams, threads: usize, deterministic: bool) -> Result<Self> {
-        let index = Self::new_empty(params, corpus.rows(), corpus.dim(), threads, deterministic)?;
-        index.check_corpus(corpus, threads)?;
-        index.add_rows(corpus, corpus.rows(), threads, None)?;
-        index.finish_build(corpus, threads)?;
+    /// Builds the whole index in one call ([`Self::new_empty`], [`Self::add_rows`],
+    /// [`Self::finish_build`]).
+    pub fn build(corpus: impl F32Rows + 'a, rows: usize, dim: usize, params: HnswParams, threads: usize, deterministic: bool) -> Result<Self> {
+        let index = Self::new_empty(corpus, rows, dim, params, threads, deterministic)?;
+        index.add_rows(rows, threads, None)?;
+        index.finish_build(threads)?;
         Ok(index)
     }
 
-    /// Checks that `corpus` is this index's corpus (shape, finite values; for int8 storage with
-    /// `ip`, rows of one length) and returns its inverse row norms for cosine.
-    pub fn check_corpus(&self, corpus: MatrixRef<'_>, threads: usize) -> Result<Option<Vec<f32>>> {
-        if corpus.dim() != self.dim {
-            return Err(Error::DimensionMismatch { what: "corpus", expected: self.dim, got: corpus.dim() });
+    fn corpus(&self) -> Option<MatrixRef<'_>> {
+        self.corpus.as_deref().map(|c| rows_of(c, self.rows, self.dim))
+    }
+
+    fn building_corpus(&self, what: &'static str) -> Result<MatrixRef<'_>> {
+        if self.state.load(Ordering::Acquire) != BUILDING {
+            return Err(Error::param(what, "the index is already built; build a new one to add rows"));
         }
-        if corpus.rows() != self.rows {
-            return Err(Error::RowCountMismatch { what: "corpus", expected: self.rows, got: corpus.rows() });
-        }
-        let threads = resolve_threads(threads);
-        if self.params.metric == Metric::Ip && self.params.storage != Storage::I8 {
-            matrix::check_finite("corpus", corpus, threads)?;
-            return Ok(None);
-        }
-        let inv = matrix::finite_inverse_norms("corpus", corpus, threads)?;
-        if self.params.metric == Metric::Ip {
-            // int8 keeps directions only: with `ip` over rows of different lengths the graph
-            // would rank by cosine while the scores rank by inner product.
-            let (lo, hi) = inv.iter().filter(|&&x| x > 0.0).fold((f32::MAX, 0.0f32), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-            if hi > 0.0 && hi / lo > 1.01 {
-                return Err(Error::param(
-                    "storage",
-                    format!(
-                        "int8 storage keeps only the direction of each row, but metric='ip' over rows of lengths {:.3}..{:.3} also ranks by length; use metric='cosine', storage='bfloat16', or normalise the rows",
-                        1.0 / hi,
-                        1.0 / lo
-                    ),
-                ));
-            }
-            return Ok(None);
-        }
-        Ok(Some(inv))
+        Ok(self.corpus().expect("an index being built has its corpus"))
     }
 
     /// Inserts the next `count` rows of the insertion order (fewer at the end) with `threads`
     /// threads; returns how many rows the index holds now. Call it in chunks to report progress.
-    pub fn add_rows(&self, corpus: MatrixRef<'_>, count: usize, threads: usize, cancel: Option<&AtomicBool>) -> Result<usize> {
-        if self.state.load(Ordering::Acquire) != BUILDING {
-            return Err(Error::param("add_rows", "the index is already built; build a new one to add rows"));
-        }
-        if corpus.rows() != self.rows || corpus.dim() != self.dim {
-            return Err(Error::DimensionMismatch { what: "corpus", expected: self.dim, got: corpus.dim() });
-        }
+    pub fn add_rows(&self, count: usize, threads: usize, cancel: Option<&AtomicBool>) -> Result<usize> {
+        let corpus = self.building_corpus("add_rows")?;
         let start = self.added.load(Ordering::Acquire);
         let end = (start + count).min(self.rows);
         let order = &self.order[start..end];
@@ -405,10 +388,8 @@ impl HnswIndex {
 
     /// Ends the build: audits level 0 for nodes without an incoming edge and re-inserts them
     /// (up to three rounds), then reserves the search slots. Returns the audit's report.
-    pub fn finish_build(&self, corpus: MatrixRef<'_>, threads: usize) -> Result<OrphanReport> {
-        if self.state.load(Ordering::Acquire) != BUILDING {
-            return Err(Error::param("finish_build", "the index is already built"));
-        }
+    pub fn finish_build(&self, threads: usize) -> Result<OrphanReport> {
+        let corpus = self.building_corpus("finish_build")?;
         if self.added.load(Ordering::Acquire) != self.rows {
             return Err(Error::param("finish_build", "add every row (add_rows) before finishing the build"));
         }
@@ -428,16 +409,11 @@ impl HnswIndex {
             orphans = self.orphans_now(threads);
         }
         report.remaining = orphans.len();
-        self.make_ready()?;
-        *self.orphans.lock().unwrap_or_else(|e| e.into_inner()) = report;
-        Ok(report)
-    }
-
-    fn make_ready(&self) -> Result<()> {
         self.index.reserve_capacity_and_threads(self.rows, self.search_slots).map_err(hnsw_err)?;
         self.slots.grow(self.search_slots.saturating_sub(self.build_slots));
+        *self.orphans.lock().unwrap_or_else(|e| e.into_inner()) = report;
         self.state.store(READY, Ordering::Release);
-        Ok(())
+        Ok(report)
     }
 
     /// Keys of level-0 nodes that no level-0 edge points to (a graph of one node has none).
@@ -447,7 +423,7 @@ impl HnswIndex {
             return Vec::new();
         }
         let threads = resolve_threads(threads).min(n).max(1);
-        let per = n.div_ceil(threads);
+        let per = self.rows.div_ceil(threads);
         let conn0 = 2 * self.index.connectivity().max(1);
         let counts: Vec<Vec<u32>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
@@ -476,22 +452,12 @@ impl HnswIndex {
         (0..self.rows).filter(|&i| self.index.contains(i as u64) && counts.iter().all(|c| c[i] == 0)).map(|i| i as u64).collect()
     }
 
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Embedding dimension.
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
     /// The parameters it was built with.
     pub fn params(&self) -> HnswParams {
         self.params
     }
 
-    /// The orphan audit of the build (zeros for a loaded index: its build reported it).
+    /// The orphan audit of the build (a loaded index reports its build's).
     pub fn orphan_report(&self) -> OrphanReport {
         *self.orphans.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -504,6 +470,11 @@ impl HnswIndex {
     /// Whether the index views a memory-mapped file.
     pub fn is_view(&self) -> bool {
         self.map.is_some()
+    }
+
+    /// Whether the float32 corpus is attached (built here, or loaded with one).
+    pub fn has_corpus(&self) -> bool {
+        self.corpus.is_some()
     }
 
     fn check_ready(&self) -> Result<()> {
@@ -519,7 +490,7 @@ impl HnswIndex {
             return Err(Error::DimensionMismatch { what: "queries", expected: self.dim, got: queries.dim() });
         }
         matrix::check_finite("queries", queries, resolve_threads(threads))?;
-        if self.params.metric == Metric::Ip {
+        if self.params.metric == Metric::InnerProduct {
             return Ok(std::borrow::Cow::Borrowed(queries.data()));
         }
         let mut owned = queries.data().to_vec();
@@ -527,33 +498,27 @@ impl HnswIndex {
         Ok(std::borrow::Cow::Owned(owned))
     }
 
-    fn check_vectors(&self, vectors: &Vectors<'_>) -> Result<()> {
-        match vectors {
-            Vectors::Corpus { rows, inv_norms } => {
-                if rows.rows() != self.rows || rows.dim() != self.dim {
-                    return Err(Error::RowCountMismatch { what: "corpus", expected: self.rows, got: rows.rows() });
-                }
-                if self.params.metric == Metric::Cosine && inv_norms.is_none_or(|s| s.len() != self.rows) {
-                    return Err(Error::param("corpus", "a cosine index rescores with the corpus's inverse row norms (check_corpus)"));
-                }
-                Ok(())
-            }
-            Vectors::Stored if self.params.storage == Storage::F32 => Ok(()),
-            Vectors::Stored => Err(Error::param(
-                "rescore",
-                format!(
-                    "this index stores {} vectors, so exact rescoring needs the float32 corpus: pass corpus= when loading it, or search with rescore=False",
-                    self.params.storage.name()
-                ),
-            )),
+    /// What rescoring reads: the corpus when attached, else the stored float32 vectors.
+    fn vectors(&self) -> Result<Vectors<'_>> {
+        if let Some(rows) = self.corpus() {
+            return Ok(Vectors::Corpus { rows, inv_norms: self.inv_norms.as_deref() });
         }
+        if self.params.storage == Storage::F32 {
+            return Ok(Vectors::Stored);
+        }
+        Err(Error::param(
+            "rescore",
+            format!(
+                "this index stores {} vectors, so exact scores need the float32 corpus: pass corpus= when loading it, or search with rescore=False",
+                self.params.storage.name()
+            ),
+        ))
     }
 
-    /// Top-k of every query, `[rows, k]`, padded with id -1 / score NaN when a query has fewer
-    /// than `k` candidates left after its exclusions.
-    pub fn search(&self, queries: MatrixRef<'_>, vectors: Vectors<'_>, opts: &HnswSearch<'_>) -> Result<TopK> {
+    /// [`Searcher::search`] with per-call choices: a candidate list size and whether to rescore.
+    pub fn search_with(&self, queries: MatrixRef<'_>, params: &SearchParams<'_>, opts: &HnswOptions) -> Result<TopK> {
         self.check_ready()?;
-        let (nq, k) = (queries.rows(), opts.k);
+        let (nq, k) = (queries.rows(), params.k);
         if k < 1 {
             return Err(Error::param("k", format!("k must be at least 1, got {k}")));
         }
@@ -564,7 +529,7 @@ impl HnswIndex {
                 format!("expansion_search={ef} is below k={k}; raise expansion_search to at least k (2 to 5 times k reaches recall 0.99 on sentence embeddings)"),
             ));
         }
-        if let Some(ex) = opts.exclude {
+        if let Some(ex) = params.exclude {
             if ex.rows() != nq {
                 return Err(Error::RowCountMismatch { what: "exclude", expected: nq, got: ex.rows() });
             }
@@ -572,15 +537,13 @@ impl HnswIndex {
                 return Err(Error::IdOutOfRange { what: "exclude", row, id: bad as i64, n: self.rows });
             }
         }
-        if opts.rescore {
-            self.check_vectors(&vectors)?;
-        }
-        let q = self.prepare_queries(queries, opts.threads)?;
+        let vectors = if opts.rescore { Some(self.vectors()?) } else { None };
+        let q = self.prepare_queries(queries, params.threads)?;
         let qm = MatrixRef::new("queries", &q, nq, self.dim)?;
         let fetch = if opts.rescore { (k * self.params.storage.overfetch()).min(ef).max(k) } else { k };
         let mut scores = vec![f32::NAN; nq * k];
         let mut ids = vec![-1i64; nq * k];
-        let workers = resolve_threads(opts.threads).min(self.search_slots).min(nq).max(1);
+        let workers = resolve_threads(params.threads).min(self.search_slots).min(nq).max(1);
         let per = nq.div_ceil(workers);
         std::thread::scope(|s| {
             let handles: Vec<_> = scores
@@ -588,16 +551,17 @@ impl HnswIndex {
                 .zip(ids.chunks_mut(per * k))
                 .enumerate()
                 .map(|(t, (sc, id))| {
-                    let vectors = &vectors;
+                    let vectors = vectors.as_ref();
                     s.spawn(move || -> Result<()> {
                         let mut scratch = Scratch::default();
                         for (j, (srow, irow)) in sc.chunks_mut(k).zip(id.chunks_mut(k)).enumerate() {
-                            if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                            if params.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                                 return Err(Error::Cancelled);
                             }
                             let qi = t * per + j;
-                            let excluded = opts.exclude.map(|e| e.row(qi)).unwrap_or(&[]);
-                            self.search_one(qm.row(qi), excluded, k, ef, fetch, opts.rescore, vectors, &mut scratch, srow, irow)?;
+                            let excluded = params.exclude.map(|e| e.row(qi)).unwrap_or(&[]);
+                            let want = Want { k, ef, fetch };
+                            self.search_one(qm.row(qi), excluded, want, vectors, &mut scratch, srow, irow)?;
                         }
                         Ok(())
                     })
@@ -613,15 +577,13 @@ impl HnswIndex {
         &self,
         q: &[f32],
         excluded: &[u64],
-        k: usize,
-        ef: usize,
-        fetch: usize,
-        rescore: bool,
-        vectors: &Vectors<'_>,
+        want: Want,
+        vectors: Option<&Vectors<'_>>,
         scratch: &mut Scratch,
         out_scores: &mut [f32],
         out_ids: &mut [i64],
     ) -> Result<()> {
+        let Want { k, ef, fetch } = want;
         let available = self.rows - excluded.len();
         let mut wanted = ef;
         let matches = loop {
@@ -638,11 +600,12 @@ impl HnswIndex {
         };
         let got = matches.keys.len().min(fetch);
         scratch.cands.clear();
-        if rescore {
-            self.exact_scores(q, &matches.keys[..got], vectors, scratch)?;
-            scratch.cands.extend(scratch.scores.iter().zip(&matches.keys[..got]).map(|(&s, &id)| (s, id)));
-        } else {
-            scratch.cands.extend(matches.distances[..got].iter().zip(&matches.keys[..got]).map(|(&d, &id)| (1.0 - d, id)));
+        match vectors {
+            Some(v) => {
+                self.exact_scores(q, &matches.keys[..got], v, scratch)?;
+                scratch.cands.extend(scratch.scores.iter().zip(&matches.keys[..got]).map(|(&s, &id)| (s, id)));
+            }
+            None => scratch.cands.extend(matches.distances[..got].iter().zip(&matches.keys[..got]).map(|(&d, &id)| (1.0 - d, id))),
         }
         scratch.cands.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         for (j, &(s, id)) in scratch.cands.iter().take(k).enumerate() {
@@ -660,10 +623,10 @@ impl HnswIndex {
             Vectors::Corpus { rows, inv_norms } => {
                 let rs: Vec<&[f32]> = keys.iter().map(|&key| rows.row(key as usize)).collect();
                 scratch.scales.clear();
-                if let Some(inv) = inv_norms.filter(|_| self.params.metric == Metric::Cosine) {
+                if let Some(inv) = inv_norms {
                     scratch.scales.extend(keys.iter().map(|&key| inv[key as usize]));
                 }
-                let scales = (!scratch.scales.is_empty()).then_some(&scratch.scales[..]);
+                let scales = inv_norms.map(|_| &scratch.scales[..]);
                 pair_scores(q, &rs, scales, &mut scratch.scores);
             }
             Vectors::Stored => {
@@ -678,10 +641,57 @@ impl HnswIndex {
         Ok(())
     }
 
-    /// Exact scores of given ids, `ids` row-major `[queries.rows(), width]` (-1 = none, scored
-    /// NaN), as a rescoring [`Self::search`] scores them.
-    pub fn score_ids(&self, queries: MatrixRef<'_>, vectors: Vectors<'_>, ids: &[i64], width: usize) -> Result<Vec<f32>> {
-        self.check_vectors(&vectors)?;
+    /// Tie-aware recall@k of a rescoring search against exact search over the attached corpus:
+    /// the fraction of returned ids scoring at least the exact k-th score, over all queries.
+    pub fn recall(&self, queries: MatrixRef<'_>, params: &SearchParams<'_>, expansion_search: Option<usize>) -> Result<f64> {
+        let corpus = self.corpus().ok_or_else(|| {
+            Error::param("recall", "recall compares against exact search over the float32 corpus: pass corpus= when loading the index")
+        })?;
+        let approx = self.search_with(queries, params, &HnswOptions { expansion_search, rescore: true })?;
+        let q = self.prepare_queries(queries, params.threads)?;
+        let qm = MatrixRef::new("queries", &q, queries.rows(), self.dim)?;
+        let exact_opts = crate::SearchOptions { exclude: params.exclude, threads: params.threads, cancel: params.cancel, row_scale: self.inv_norms.as_deref(), ..crate::SearchOptions::new(params.k) };
+        let exact = crate::search(qm, corpus, &exact_opts)?;
+        let k = params.k;
+        let mut hits = 0usize;
+        let mut total = 0usize;
+        for i in 0..queries.rows() {
+            let exact_row = &exact.ids[i * k..(i + 1) * k];
+            // a query with fewer than k candidates counts only the ones it has
+            let have = exact_row.iter().filter(|&&id| id >= 0).count();
+            if have == 0 {
+                continue;
+            }
+            let kth = exact.scores[i * k + have - 1];
+            total += have;
+            hits += approx.scores[i * k..(i + 1) * k].iter().zip(&approx.ids[i * k..(i + 1) * k]).filter(|&(&s, &id)| id >= 0 && s >= kth).count().min(have);
+        }
+        Ok(if total == 0 { 1.0 } else { hits as f64 / total as f64 })
+    }
+}
+
+impl Searcher for HnswIndex<'_> {
+    fn len(&self) -> usize {
+        self.rows
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn metric(&self) -> Metric {
+        self.params.metric
+    }
+
+    /// Rescoring search at the index's `expansion_search`.
+    fn search(&self, queries: MatrixRef<'_>, params: &SearchParams<'_>) -> Result<TopK> {
+        self.search_with(queries, params, &HnswOptions::default())
+    }
+
+    /// Exact scores of given ids, as a rescoring search scores them.
+    fn score(&self, queries: MatrixRef<'_>, ids: &[i64], width: usize) -> Result<Vec<f32>> {
+        self.check_ready()?;
+        let vectors = self.vectors()?;
         let nq = queries.rows();
         if ids.len() != nq * width {
             return Err(Error::RowCountMismatch { what: "ids", expected: nq, got: ids.len().checked_div(width).unwrap_or(0) });
@@ -706,25 +716,13 @@ impl HnswIndex {
         }
         Ok(out)
     }
+}
 
-    /// Tie-aware recall@k of a rescoring [`Self::search`] against exact search: the fraction of
-    /// returned ids scoring at least the exact k-th score, over all queries.
-    pub fn recall(&self, queries: MatrixRef<'_>, corpus: MatrixRef<'_>, inv_norms: Option<&[f32]>, opts: &HnswSearch<'_>) -> Result<f64> {
-        let vectors = Vectors::Corpus { rows: corpus, inv_norms };
-        let approx = self.search(queries, vectors, &HnswSearch { rescore: true, ..*opts })?;
-        let q = self.prepare_queries(queries, opts.threads)?;
-        let qm = MatrixRef::new("queries", &q, queries.rows(), self.dim)?;
-        let row_scale = inv_norms.filter(|_| self.params.metric == Metric::Cosine);
-        let exact_opts = crate::SearchOptions { exclude: opts.exclude, threads: opts.threads, cancel: opts.cancel, row_scale, ..crate::SearchOptions::new(opts.k) };
-        let exact = crate::search(qm, corpus, &exact_opts)?;
-        let k = opts.k;
-        let mut hits = 0usize;
-        for i in 0..queries.rows() {
-            let kth = exact.scores[i * k + k - 1];
-            hits += approx.scores[i * k..(i + 1) * k].iter().zip(&approx.ids[i * k..(i + 1) * k]).filter(|&(&s, &id)| id >= 0 && s >= kth).count();
-        }
-        Ok(hits as f64 / (queries.rows() * k) as f64)
-    }
+#[derive(Clone, Copy)]
+struct Want {
+    k: usize,
+    ef: usize,
+    fetch: usize,
 }
 
 #[derive(Default)]
@@ -750,6 +748,7 @@ fn run_workers(workers: usize, work: &(dyn Fn() -> Result<()> + Sync)) -> Result
 mod tests {
     use super::*;
     use crate::cluster::rng::Rng;
+    use crate::Exclusions;
 
     /// Unit-length clustered rows (random centres plus noise), like sentence embeddings: HNSW
     /// recall on pure noise says little, and inner-product graphs over rows of very different
@@ -763,80 +762,91 @@ mod tests {
         rows
     }
 
-    fn exact(q: MatrixRef<'_>, c: MatrixRef<'_>, k: usize, ex: Option<&Exclusions>) -> TopK {
-        crate::search(q, c, &crate::SearchOptions { exclude: ex, ..crate::SearchOptions::new(k) }).unwrap()
+    fn exact(q: MatrixRef<'_>, c: MatrixRef<'_>, k: usize, ex: Option<&Exclusions>, inv: Option<&[f32]>) -> TopK {
+        crate::search(q, c, &crate::SearchOptions { exclude: ex, row_scale: inv, ..crate::SearchOptions::new(k) }).unwrap()
     }
 
-    fn corpus(n: usize, d: usize) -> (Vec<f32>, usize, usize) {
-        (clustered(n, d, 1), n, d)
+    fn tie_recall(got: &TopK, want: &TopK) -> f64 {
+        let k = got.k;
+        let hits: usize = (0..got.rows).map(|i| got.scores[i * k..(i + 1) * k].iter().filter(|&&s| s >= want.scores[i * k + k - 1]).count()).sum();
+        hits as f64 / (got.rows * k) as f64
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("hardneg-hnsw-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]
     fn rescored_search_matches_exact_scores_and_order() {
-        let (c, n, d) = corpus(3000, 24);
-        let q = clustered(50, 24, 9);
+        let (n, d) = (3000, 24);
+        let c = clustered(n, d, 1);
+        let q = clustered(50, d, 9);
         let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
         let qm = MatrixRef::new("queries", &q, 50, d).unwrap();
-        let index = HnswIndex::build(cm, HnswParams::default(), 2, false).unwrap();
+        let index = HnswIndex::build(c.as_slice(), n, d, HnswParams::default(), 2, false).unwrap();
         assert_eq!(index.orphan_report().remaining, 0);
-        let vectors = Vectors::Corpus { rows: cm, inv_norms: None };
-        let got = index.search(qm, vectors, &HnswSearch::new(10)).unwrap();
-        let want = exact(qm, cm, 10, None);
+        assert_eq!((index.len(), index.dim(), index.metric()), (n, d, Metric::InnerProduct));
+        let got = index.search(qm, &SearchParams::new(10)).unwrap();
         // scores are the exact scores of the returned ids, rows sorted with ties by the lower id
-        let again = crate::score_ids(qm, cm, None, &got.ids, 10).unwrap();
-        assert_eq!(got.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), again.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        assert_eq!(bits(&got.scores), bits(&crate::score_ids(qm, cm, None, &got.ids, 10).unwrap()));
+        assert_eq!(bits(&got.scores), bits(&index.score(qm, &got.ids, 10).unwrap()));
         for i in 0..50 {
             let row: Vec<(f32, i64)> = (0..10).map(|j| (got.scores[i * 10 + j], got.ids[i * 10 + j])).collect();
             assert!(row.windows(2).all(|w| w[0].0 > w[1].0 || (w[0].0 == w[1].0 && w[0].1 < w[1].1)), "{row:?}");
         }
-        let hits = (0..50).map(|i| got.scores[i * 10..i * 10 + 10].iter().filter(|&&s| s >= want.scores[i * 10 + 9]).count()).sum::<usize>();
-        assert!(hits as f64 / 500.0 >= 0.97, "recall {}", hits as f64 / 500.0);
-        let r = index.recall(qm, cm, None, &HnswSearch::new(10)).unwrap();
-        assert_eq!(r, hits as f64 / 500.0);
-        // the stored float32 vectors rescore identically for ip
-        assert_eq!(index.search(qm, Vectors::Stored, &HnswSearch::new(10)).unwrap(), got);
+        let r = tie_recall(&got, &exact(qm, cm, 10, None, None));
+        assert!(r >= 0.97, "recall {r}");
+        assert_eq!(index.recall(qm, &SearchParams::new(10), None).unwrap(), r);
         // without rescoring the scores are 1 - distance, close to the exact ones
-        let raw = index.search(qm, Vectors::Stored, &HnswSearch { rescore: false, ..HnswSearch::new(10) }).unwrap();
+        let raw = index.search_with(qm, &SearchParams::new(10), &HnswOptions { rescore: false, ..HnswOptions::default() }).unwrap();
         let exact_raw = crate::score_ids(qm, cm, None, &raw.ids, 10).unwrap();
         assert!(raw.scores.iter().zip(&exact_raw).all(|(a, b)| (a - b).abs() < 1e-4));
+        // the results do not depend on the thread count
+        assert_eq!(index.search(qm, &SearchParams { threads: 1, ..SearchParams::new(10) }).unwrap(), got);
     }
 
     #[test]
     fn exclusions_are_never_returned_and_rows_stay_full() {
-        let (c, n, d) = corpus(1500, 16);
+        let (n, d) = (1500, 16);
+        let c = clustered(n, d, 1);
         let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
         let qm = cm.slice_rows(0, 40);
         // each query excludes itself and its 30 exact nearest neighbours
-        let near = exact(qm, cm, 30, None);
+        let near = exact(qm, cm, 30, None, None);
         let rows: Vec<Vec<i64>> = (0..40).map(|i| near.ids[i * 30..(i + 1) * 30].to_vec()).collect();
         let ex = Exclusions::from_rows("exclude", &rows, n).unwrap();
         for storage in [Storage::F32, Storage::Bf16, Storage::I8] {
             let params = HnswParams { storage, metric: Metric::Cosine, ..HnswParams::default() };
-            let index = HnswIndex::build(cm, params, 2, false).unwrap();
-            let inv = index.check_corpus(cm, 2).unwrap();
-            let vectors = Vectors::Corpus { rows: cm, inv_norms: inv.as_deref() };
-            let got = index.search(qm, vectors, &HnswSearch { exclude: Some(&ex), ..HnswSearch::new(20) }).unwrap();
+            let index = HnswIndex::build(c.as_slice(), n, d, params, 2, false).unwrap();
+            let got = index.search(qm, &SearchParams { exclude: Some(&ex), ..SearchParams::new(20) }).unwrap();
             for i in 0..40 {
                 for &id in &got.ids[i * 20..(i + 1) * 20] {
                     assert!(id >= 0 && !ex.contains(i, id as u64), "{storage:?} query {i} got {id}");
                 }
             }
-            let mut qn = qm.data().to_vec();
-            crate::matrix::normalize_rows(&mut qn, d);
-            let qnm = MatrixRef::new("queries", &qn, 40, d).unwrap();
-            let want = crate::search(qnm, cm, &crate::SearchOptions { exclude: Some(&ex), row_scale: inv.as_deref(), ..crate::SearchOptions::new(20) }).unwrap();
-            let hits = (0..40).map(|i| got.scores[i * 20..i * 20 + 20].iter().filter(|&&s| s >= want.scores[i * 20 + 19]).count()).sum::<usize>();
-            assert!(hits as f64 / 800.0 >= 0.95, "{storage:?} recall {}", hits as f64 / 800.0);
+            let flat = crate::FlatIndex::new(c.as_slice(), n, d, Metric::Cosine, 1).unwrap();
+            let want = flat.search(qm, &SearchParams { exclude: Some(&ex), ..SearchParams::new(20) }).unwrap();
+            let r = tie_recall(&got, &want);
+            assert!(r >= 0.95, "{storage:?} recall {r}");
+            // rescored cosine scores are FlatIndex's, bit for bit
+            assert_eq!(bits(&got.scores), bits(&flat.score(qm, &got.ids, 20).unwrap()));
         }
     }
 
     #[test]
     fn short_rows_are_padded_with_minus_one() {
-        let (c, n, d) = corpus(12, 4);
+        let (n, d) = (12, 4);
+        let c = clustered(n, d, 1);
         let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
-        let index = HnswIndex::build(cm, HnswParams::default(), 1, true).unwrap();
+        let index = HnswIndex::build(c.as_slice(), n, d, HnswParams::default(), 1, true).unwrap();
         let ex = Exclusions::from_rows("exclude", &[(0..9).collect(), vec![]], n).unwrap();
-        let got = index.search(cm.slice_rows(0, 2), Vectors::Stored, &HnswSearch { exclude: Some(&ex), ..HnswSearch::new(5) }).unwrap();
+        let got = index.search(cm.slice_rows(0, 2), &SearchParams { exclude: Some(&ex), ..SearchParams::new(5) }).unwrap();
         let mut first: Vec<i64> = got.ids[..3].to_vec();
         first.sort();
         assert_eq!(first, vec![9, 10, 11]);
@@ -846,135 +856,165 @@ mod tests {
     }
 
     #[test]
-    fn deterministic_builds_write_identical_files_and_views_search_the_same() {
-        let (c, n, d) = corpus(800, 8);
+    fn deterministic_builds_write_identical_files_and_loads_search_the_same() {
+        let (n, d) = (800, 8);
+        let c = clustered(n, d, 1);
         let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
-        let dir = std::env::temp_dir().join(format!("hardneg-hnsw-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let params = HnswParams { seed: 5, storage: Storage::Bf16, ..HnswParams::default() };
-        let a = HnswIndex::build(cm, params, 2, true).unwrap();
-        let b = HnswIndex::build(cm, params, 2, true).unwrap();
+        let dir = temp_dir("det");
         let (pa, pb) = (dir.join("a.hnsw"), dir.join("b.hnsw"));
-        a.save(&pa).unwrap();
-        b.save(&pb).unwrap();
-        let bytes = std::fs::read(&pa).unwrap();
-        assert_eq!(bytes, std::fs::read(&pb).unwrap());
         let qm = cm.slice_rows(100, 130);
-        let vectors = Vectors::Corpus { rows: cm, inv_norms: None };
-        let want = a.search(qm, vectors, &HnswSearch::new(7)).unwrap();
-        for mmap in [true, false] {
-            let back = HnswIndex::load(&pa, mmap).unwrap();
-            assert_eq!(back.params(), params);
-            assert_eq!(back.is_view(), mmap);
-            assert_eq!(back.search(qm, vectors, &HnswSearch::new(7)).unwrap(), want);
-            assert!(matches!(back.search(qm, Vectors::Stored, &HnswSearch::new(7)), Err(Error::InvalidParameter { name: "rescore", .. })));
+        for storage in [Storage::F32, Storage::Bf16] {
+            let params = HnswParams { seed: 5, storage, ..HnswParams::default() };
+            let a = HnswIndex::build(c.as_slice(), n, d, params, 2, true).unwrap();
+            let b = HnswIndex::build(c.as_slice(), n, d, params, 2, true).unwrap();
+            a.save(&pa).unwrap();
+            b.save(&pb).unwrap();
+            assert_eq!(std::fs::read(&pa).unwrap(), std::fs::read(&pb).unwrap());
+            let want = a.search(qm, &SearchParams::new(7)).unwrap();
+            for mmap in [true, false] {
+                let back = HnswIndex::load(&pa, mmap, Some(Box::new(c.as_slice())), 1).unwrap();
+                assert_eq!((back.params(), back.is_view(), back.has_corpus()), (params, mmap, true));
+                assert_eq!(back.search(qm, &SearchParams::new(7)).unwrap(), want);
+                let bare = HnswIndex::load(&pa, mmap, None, 1).unwrap();
+                match storage {
+                    // float32 rescoring reads the stored vectors: the same scores for ip
+                    Storage::F32 => assert_eq!(bare.search(qm, &SearchParams::new(7)).unwrap(), want),
+                    _ => assert!(matches!(bare.search(qm, &SearchParams::new(7)), Err(Error::InvalidParameter { name: "rescore", .. }))),
+                }
+                let raw = HnswOptions { rescore: false, ..HnswOptions::default() };
+                assert_eq!(bare.search_with(qm, &SearchParams::new(7), &raw).unwrap(), a.search_with(qm, &SearchParams::new(7), &raw).unwrap());
+            }
         }
-        // damaged files: a graph byte, the length, the header; and files of another kind
-        let mut bad = bytes.clone();
-        let last = bad.len() - 3;
-        bad[last] ^= 0x40;
-        std::fs::write(&pb, &bad).unwrap();
-        assert!(matches!(HnswIndex::load(&pb, true), Err(Error::InputFile { .. })));
-        std::fs::write(&pb, &bytes[..bytes.len() - 100]).unwrap();
-        assert!(matches!(HnswIndex::load(&pb, true), Err(Error::InputFile { .. })));
-        std::fs::write(&pb, b"\x93NUMPY").unwrap();
-        assert!(matches!(HnswIndex::load(&pb, false), Err(Error::InputFile { .. })));
-        assert!(matches!(HnswIndex::load(&dir.join("missing"), true), Err(Error::InputFile { .. })));
+        // a corpus of another shape is refused
+        let wrong = HnswIndex::load(&pa, true, Some(Box::new(&c[..d * (n - 1)])), 1);
+        assert!(matches!(wrong, Err(Error::BadLength { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn damaged_and_foreign_files_get_input_file_errors() {
+        let (n, d) = (300, 8);
+        let c = clustered(n, d, 2);
+        let dir = temp_dir("bad");
+        let path = dir.join("x.hnsw");
+        HnswIndex::build(c.as_slice(), n, d, HnswParams::default(), 1, true).unwrap().save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let bad = dir.join("bad.hnsw");
+        let load = |b: &[u8]| {
+            std::fs::write(&bad, b).unwrap();
+            HnswIndex::load(&bad, true, None, 1)
+        };
+        let mut graph = bytes.clone();
+        let last = graph.len() - 3;
+        graph[last] ^= 0x40;
+        assert!(matches!(load(&graph), Err(Error::InputFile { message, .. }) if message.contains("checksum")));
+        assert!(matches!(load(&bytes[..bytes.len() - 100]), Err(Error::InputFile { message, .. }) if message.contains("truncated")));
+        assert!(matches!(load(b"\x93NUMPY"), Err(Error::InputFile { message, .. }) if message.contains("not a hardneg HnswIndex")));
+        assert!(matches!(load(&bytes[4096..]), Err(Error::InputFile { message, .. }) if message.contains("not a hardneg HnswIndex")));
+        let mut other = bytes.clone();
+        other[16] = 9;
+        assert!(matches!(load(&other), Err(Error::InputFile { message, .. }) if message.contains("format 9")));
+        assert!(matches!(HnswIndex::load(&dir.join("missing"), true, None, 1), Err(Error::InputFile { .. })));
+        assert!(matches!(HnswIndex::build(c.as_slice(), n, d, HnswParams::default(), 1, true).unwrap().save(&dir.join("no/such/dir")), Err(Error::WriteFile { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn concurrent_searches_wait_for_slots_instead_of_failing() {
-        let (c, n, d) = corpus(2000, 16);
+        let (n, d) = (2000, 16);
+        let c = clustered(n, d, 1);
         let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
-        let index = HnswIndex::build(cm, HnswParams::default(), 2, false).unwrap();
+        let index = HnswIndex::build(c.as_slice(), n, d, HnswParams::default(), 2, false).unwrap();
         let qm = cm.slice_rows(0, 64);
-        let want = index.search(qm, Vectors::Stored, &HnswSearch::new(5)).unwrap();
+        let want = index.search(qm, &SearchParams::new(5)).unwrap();
         // 6 callers x 4 workers each: far more than the slots reserved
         std::thread::scope(|s| {
             for _ in 0..6 {
-                s.spawn(|| {
-                    let got = index.search(qm, Vectors::Stored, &HnswSearch { threads: 4, ..HnswSearch::new(5) }).unwrap();
-                    assert_eq!(got, want);
-                });
+                s.spawn(|| assert_eq!(index.search(qm, &SearchParams { threads: 4, ..SearchParams::new(5) }).unwrap(), want));
             }
         });
     }
 
     #[test]
     fn bad_inputs_get_typed_errors() {
-        let (c, n, d) = corpus(50, 4);
+        let (n, d) = (50, 4);
+        let c = clustered(n, d, 1);
         let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
-        let index = HnswIndex::build(cm, HnswParams { expansion_search: 8, ..HnswParams::default() }, 1, false).unwrap();
-        let v = Vectors::Stored;
+        let index = HnswIndex::build(c.as_slice(), n, d, HnswParams { expansion_search: 8, ..HnswParams::default() }, 1, false).unwrap();
         let q3 = vec![0.0f32; 6];
         let q3m = MatrixRef::new("queries", &q3, 2, 3).unwrap();
-        assert!(matches!(index.search(q3m, v, &HnswSearch::new(1)), Err(Error::DimensionMismatch { .. })));
+        assert!(matches!(index.search(q3m, &SearchParams::new(1)), Err(Error::DimensionMismatch { .. })));
         let qm = cm.slice_rows(0, 2);
-        assert!(matches!(index.search(qm, v, &HnswSearch::new(0)), Err(Error::InvalidParameter { name: "k", .. })));
-        assert!(matches!(index.search(qm, v, &HnswSearch::new(9)), Err(Error::InvalidParameter { name: "expansion_search", .. })));
-        assert!(index.search(qm, v, &HnswSearch { expansion_search: Some(9), ..HnswSearch::new(9) }).is_ok());
+        assert!(matches!(index.search(qm, &SearchParams::new(0)), Err(Error::InvalidParameter { name: "k", .. })));
+        assert!(matches!(index.search(qm, &SearchParams::new(9)), Err(Error::InvalidParameter { name: "expansion_search", .. })));
+        assert!(index.search_with(qm, &SearchParams::new(9), &HnswOptions { expansion_search: Some(9), rescore: true }).is_ok());
         let ex = Exclusions::from_rows("exclude", &[vec![1]], n).unwrap();
-        assert!(matches!(index.search(qm, v, &HnswSearch { exclude: Some(&ex), ..HnswSearch::new(1) }), Err(Error::RowCountMismatch { .. })));
+        assert!(matches!(index.search(qm, &SearchParams { exclude: Some(&ex), ..SearchParams::new(1) }), Err(Error::RowCountMismatch { .. })));
         let mut nan = c[..8].to_vec();
         nan[5] = f32::NAN;
         let nm = MatrixRef::new("queries", &nan, 2, 4).unwrap();
-        assert_eq!(index.search(nm, v, &HnswSearch::new(1)), Err(Error::NonFinite { what: "queries", row: 1 }));
-        assert!(matches!(index.score_ids(qm, v, &[0, 50], 1), Err(Error::IdOutOfRange { .. })));
+        assert_eq!(index.search(nm, &SearchParams::new(1)), Err(Error::NonFinite { what: "queries", row: 1 }));
+        assert!(matches!(index.score(qm, &[0, 50], 1), Err(Error::IdOutOfRange { .. })));
         let cancel = AtomicBool::new(true);
-        assert_eq!(index.search(qm, v, &HnswSearch { cancel: Some(&cancel), ..HnswSearch::new(1) }), Err(Error::Cancelled));
-        assert!(matches!(HnswIndex::new_empty(HnswParams { connectivity: 1, ..HnswParams::default() }, 5, 4, 1, false), Err(Error::InvalidParameter { name: "connectivity", .. })));
+        assert_eq!(index.search(qm, &SearchParams { cancel: Some(&cancel), ..SearchParams::new(1) }), Err(Error::Cancelled));
+        let bad_m = HnswParams { connectivity: 1, ..HnswParams::default() };
+        assert!(matches!(HnswIndex::new_empty(c.as_slice(), n, d, bad_m, 1, false), Err(Error::InvalidParameter { name: "connectivity", .. })));
+        assert!(matches!(index.add_rows(1, 1, None), Err(Error::InvalidParameter { .. })));
         // int8 keeps directions only: ip over rows of different lengths is refused
+        let i8p = HnswParams { storage: Storage::I8, ..HnswParams::default() };
+        assert!(HnswIndex::new_empty(c.as_slice(), n, d, i8p, 1, false).is_ok());
         let mut scaled = c.clone();
         scaled[..4].iter_mut().for_each(|x| *x *= 3.0);
-        assert!(HnswIndex::build(cm, HnswParams { storage: Storage::I8, ..HnswParams::default() }, 1, false).is_ok());
-        let sm = MatrixRef::new("corpus", &scaled, n, d).unwrap();
-        assert!(matches!(HnswIndex::build(sm, HnswParams { storage: Storage::I8, ..HnswParams::default() }, 1, false), Err(Error::InvalidParameter { name: "storage", .. })));
+        assert!(matches!(HnswIndex::new_empty(scaled.as_slice(), n, d, i8p, 1, false), Err(Error::InvalidParameter { name: "storage", .. })));
         let mut inf = c.clone();
         inf[9] = f32::INFINITY;
-        let im = MatrixRef::new("corpus", &inf, n, d).unwrap();
-        assert_eq!(HnswIndex::build(im, HnswParams::default(), 1, false).err(), Some(Error::NonFinite { what: "corpus", row: 2 }));
+        assert_eq!(HnswIndex::new_empty(inf.as_slice(), n, d, HnswParams::default(), 1, false).err(), Some(Error::NonFinite { what: "corpus", row: 2 }));
+        // searching before the build is finished
+        let building = HnswIndex::new_empty(c.as_slice(), n, d, HnswParams::default(), 1, false).unwrap();
+        assert!(matches!(building.search(qm, &SearchParams::new(1)), Err(Error::InvalidParameter { name: "index", .. })));
+        assert!(matches!(building.finish_build(1), Err(Error::InvalidParameter { name: "finish_build", .. })));
     }
 
     #[test]
     fn orphan_audit_counts_and_reinserts_unreached_nodes() {
         // Inner product over rows of very different lengths: long rows win every pruning
         // comparison and many short rows end without an incoming edge.
-        let mut c = clustered(2000, 24, 3);
+        let (n, d) = (2000, 24);
+        let mut c = clustered(n, d, 3);
         let mut rng = Rng::new(4);
-        for row in c.chunks_exact_mut(24) {
+        for row in c.chunks_exact_mut(d) {
             let f = 0.2 + 2.0 * (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
             row.iter_mut().for_each(|x| *x *= f);
         }
-        let cm = MatrixRef::new("corpus", &c, 2000, 24).unwrap();
-        let index = HnswIndex::new_empty(HnswParams::default(), 2000, 24, 1, true).unwrap();
-        index.add_rows(cm, 2000, 1, None).unwrap();
+        let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
+        let index = HnswIndex::new_empty(c.as_slice(), n, d, HnswParams::default(), 1, true).unwrap();
+        assert_eq!(index.add_rows(1500, 1, None).unwrap(), 1500);
+        assert_eq!(index.add_rows(1500, 1, None).unwrap(), n);
         let before = index.orphans_now(2);
-        let report = index.finish_build(cm, 2).unwrap();
+        let report = index.finish_build(2).unwrap();
         assert_eq!(report.found, before.len());
         assert!(report.found > 0 && report.remaining < report.found, "{report:?}");
         assert_eq!(index.orphans_now(1).len(), report.remaining);
         assert_eq!(index.orphan_report(), report);
-        // re-inserted nodes are searchable under their own key
+        // a re-inserted node is found under its own key
         let key = before[0] as usize;
-        let got = index.search(cm.slice_rows(key, key + 1), Vectors::Stored, &HnswSearch::new(1)).unwrap();
+        let got = index.search(cm.slice_rows(key, key + 1), &SearchParams::new(1)).unwrap();
         assert!(got.ids[0] >= 0);
-        assert!(matches!(index.finish_build(cm, 1), Err(Error::InvalidParameter { .. })));
+        assert!(matches!(index.finish_build(1), Err(Error::InvalidParameter { .. })));
     }
 
     #[test]
-    fn score_ids_agrees_with_flat_scores() {
-        let (c, n, d) = corpus(300, 16);
-        let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
-        let params = HnswParams { metric: Metric::Cosine, ..HnswParams::default() };
-        let index = HnswIndex::build(cm, params, 2, false).unwrap();
-        let inv = index.check_corpus(cm, 1).unwrap();
-        let qm = cm.slice_rows(3, 8);
+    fn score_matches_flat_index_for_both_metrics() {
+        let (n, d) = (300, 16);
+        let mut c = clustered(n, d, 5);
+        c.iter_mut().enumerate().for_each(|(i, x)| *x *= 1.0 + (i / d % 3) as f32);
+        let qm_data = clustered(5, d, 6);
+        let qm = MatrixRef::new("q", &qm_data, 5, d).unwrap();
         let ids: Vec<i64> = (0..15).map(|i| if i % 4 == 3 { -1 } else { (i * 17) % 300 }).collect();
-        let got = index.score_ids(qm, Vectors::Corpus { rows: cm, inv_norms: inv.as_deref() }, &ids, 3).unwrap();
-        let mut qn = qm.data().to_vec();
-        crate::matrix::normalize_rows(&mut qn, d);
-        let want = crate::score_ids(MatrixRef::new("q", &qn, 5, d).unwrap(), cm, inv.as_deref(), &ids, 3).unwrap();
-        assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        for metric in [Metric::InnerProduct, Metric::Cosine] {
+            let index = HnswIndex::build(c.as_slice(), n, d, HnswParams { metric, ..HnswParams::default() }, 2, false).unwrap();
+            let flat = crate::FlatIndex::new(c.as_slice(), n, d, metric, 1).unwrap();
+            assert_eq!(bits(&index.score(qm, &ids, 3).unwrap()), bits(&flat.score(qm, &ids, 3).unwrap()), "{metric:?}");
+        }
     }
 }
