@@ -65,11 +65,13 @@ def clustered(n: int, d: int, seed: int, centres: int = 4096, rank: int = 48) ->
 
 def clustered_data(n: int, nq: int, d: int) -> tuple[np.ndarray, np.ndarray]:
     path = SCRATCH / f"clustered_{n}x{d}.npy"
+    bigger = SCRATCH / f"clustered_1000000x{d}.npy"
+    if not path.exists() and n < 1_000_000 and bigger.exists():
+        path = bigger  # the first n rows of the 1M set: the same distribution
     if not path.exists():
         SCRATCH.mkdir(parents=True, exist_ok=True)
         np.save(path, clustered(n, d, seed=0))
-    corpus = np.load(path, mmap_mode="r")
-    corpus = np.ascontiguousarray(corpus)
+    corpus = np.ascontiguousarray(np.load(path, mmap_mode="r")[:n])
     # queries from the same distribution (other draws), as new texts of the same domain
     queries = clustered(nq, d, seed=0, centres=4096)[::-1].copy()
     rng = np.random.default_rng(1)

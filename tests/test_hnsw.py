@@ -331,3 +331,20 @@ def test_repr_and_properties(rng):
     assert index.vectors is corpus
     assert index.memory_usage > 200 * 8 * 2
     assert set(index.orphans) == {"found", "remaining"}
+
+
+def test_mining_over_an_hnsw_index_matches_flat_mining(rng):
+    corpus = clustered(rng, 4000, 32)
+    queries = corpus[:300] + 0.02 * rng.standard_normal((300, 32)).astype(np.float32)
+    positives = np.arange(300)
+    kw = dict(num_negatives=5, metric="ip", range_max=40, relative_margin=0.05, seed=1)
+    hn = hardneg.mine(queries, hardneg.HnswIndex(corpus, progress=False), positives, **kw)
+    fl = hardneg.mine(queries, hardneg.FlatIndex(corpus), positives, **kw)
+    assert (hn.negatives != positives[:, None]).all()
+    same = sum(len(set(a) & set(b)) for a, b in zip(hn.negatives.tolist(), fl.negatives.tolist()))
+    assert same / fl.negatives.size >= 0.97
+    # where the negatives agree, so do their exact scores (rescored like FlatIndex)
+    agree = hn.negatives == fl.negatives
+    np.testing.assert_array_equal(hn.scores[agree], fl.scores[agree])
+    with pytest.raises(hardneg.ParameterError, match="expansion_search"):
+        hardneg.mine(queries, hardneg.HnswIndex(corpus, expansion_search=20, progress=False), positives, **kw)
