@@ -8,23 +8,14 @@ from typing import Any, Literal
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_matrix, as_threads, id_lists_to_csr
-from .errors import DTypeError, ParameterError, ShapeError
+from ._arrays import as_count, as_id_matrix, as_matrix, as_queries, as_threads, id_lists_to_csr
+from .errors import ParameterError
 from .index import Metric
 from .selection import _seed
 
 __all__ = ["HnswIndex", "Storage"]
 
 Storage = Literal["float32", "bfloat16", "int8"]
-
-
-def _queries(q: Any, dim: int) -> np.ndarray:
-    arr = as_matrix(q, "queries")
-    if arr.shape[1] != dim:
-        raise ShapeError(
-            f"queries have dimension {arr.shape[1]} but the index has dimension {dim}; embed both with the same model"
-        )
-    return arr
 
 
 def _exclusions(exclude: Any, rows: int) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -311,7 +302,7 @@ class HnswIndex:
         >>> ids.tolist(), scores[0, :2].tolist()
         ([[0, 2, -1, -1]], [1.0, 0.0])
         """
-        q = _queries(queries, self.dim)
+        q = as_queries(queries, self.dim)
         k = as_count(k, "k")
         offsets, ids = _exclusions(exclude, q.shape[0])
         ef = None if expansion_search is None else as_count(expansion_search, "expansion_search")
@@ -345,13 +336,7 @@ class HnswIndex:
         >>> [round(float(x), 3) for x in index.score(np.array([[0, 2]], np.float32), np.array([[1, -1]]))[0]]
         [0.8, nan]
         """
-        q = _queries(queries, self.dim)
-        arr = np.asarray(ids)
-        if arr.dtype.kind not in "iu":
-            raise DTypeError(f"ids must be integers, got dtype {arr.dtype}")
-        if arr.ndim != 2:
-            raise ShapeError(f"ids must be 2-D [queries, m], got shape {arr.shape}")
-        return self._inner.score(q, np.ascontiguousarray(arr, dtype=np.int64))
+        return self._inner.score(as_queries(queries, self.dim), as_id_matrix(ids))
 
     def recall(
         self,
@@ -407,7 +392,7 @@ class HnswIndex:
             q = self._corpus[rows]
             offsets, ids = id_lists_to_csr(rows.astype(np.int64)[:, None], len(rows), "exclude")
         else:
-            allq = _queries(queries, self.dim)
+            allq = as_queries(queries, self.dim)
             pick = np.sort(rng.choice(allq.shape[0], size=min(sample, allq.shape[0]), replace=False))
             q = np.ascontiguousarray(allq[pick])
             offsets = ids = None

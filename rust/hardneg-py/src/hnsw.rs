@@ -8,10 +8,10 @@ use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::arrays::{contiguous, matrix_ref};
+use crate::arrays::matrix_ref;
 use crate::detach::run_detached;
-use crate::errors::{to_py, ParameterError, ShapeError};
-use crate::index::{NumpyRows, ScoresIds};
+use crate::errors::{to_py, ParameterError};
+use crate::index::{score_given_ids, NumpyRows, ScoresIds};
 
 /// An HNSW index (usearch) over a float32 corpus `[N, d]`, searched with FlatIndex's semantics.
 ///
@@ -168,14 +168,7 @@ impl HnswIndex {
 
     /// Exact scores of given ids `[Q, m]` (-1 = none, scored NaN), as a rescoring search scores them.
     fn score<'py>(&self, py: Python<'py>, queries: PyReadonlyArray2<'py, f32>, ids: PyReadonlyArray2<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let q = matrix_ref("queries", &queries)?;
-        let (rows, width) = (ids.shape()[0], ids.shape()[1]);
-        if rows != q.rows() {
-            return Err(ShapeError::new_err(format!("ids has {rows} rows but there are {} queries; give one row per query", q.rows())));
-        }
-        let ids = contiguous("ids", &ids)?;
-        let scores = run_detached(py, |_| self.index.score(q, ids, width))?;
-        Ok(Array2::from_shape_vec((rows, width), scores).expect("shape").into_pyarray(py))
+        score_given_ids(py, &self.index, queries, ids)
     }
 
     /// Tie-aware recall@k of a rescoring search against exact search over the corpus.

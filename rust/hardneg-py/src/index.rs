@@ -72,14 +72,7 @@ impl FlatIndex {
 
     /// Scores of given ids `[Q, m]` (-1 = none, scored NaN), exactly as `search` scores them.
     fn score<'py>(&self, py: Python<'py>, queries: PyReadonlyArray2<'py, f32>, ids: PyReadonlyArray2<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let q = matrix_ref("queries", &queries)?;
-        let (rows, width) = (ids.shape()[0], ids.shape()[1]);
-        if rows != q.rows() {
-            return Err(ShapeError::new_err(format!("ids has {rows} rows but there are {} queries; give one row per query", q.rows())));
-        }
-        let ids = contiguous("ids", &ids)?;
-        let scores = run_detached(py, |_| self.index.score(q, ids, width))?;
-        Ok(Array2::from_shape_vec((rows, width), scores).expect("shape").into_pyarray(py))
+        score_given_ids(py, &self.index, queries, ids)
     }
 
     fn __len__(&self) -> usize {
@@ -124,6 +117,18 @@ impl FlatIndex {
         let ids = Array2::from_shape_vec((top.rows, top.k), top.ids).expect("shape").into_pyarray(py);
         Ok((scores, ids))
     }
+}
+
+/// `Searcher::score` of any index for `[Q, m]` ids (-1 = none), without the GIL.
+pub(crate) fn score_given_ids<'py>(py: Python<'py>, index: &dyn Searcher, queries: PyReadonlyArray2<'py, f32>, ids: PyReadonlyArray2<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let q = matrix_ref("queries", &queries)?;
+    let (rows, width) = (ids.shape()[0], ids.shape()[1]);
+    if rows != q.rows() {
+        return Err(ShapeError::new_err(format!("ids has {rows} rows but there are {} queries; give one row per query", q.rows())));
+    }
+    let ids = contiguous("ids", &ids)?;
+    let scores = run_detached(py, |_| index.score(q, ids, width))?;
+    Ok(Array2::from_shape_vec((rows, width), scores).expect("shape").into_pyarray(py))
 }
 
 /// The instruction set the kernels use on this CPU.
