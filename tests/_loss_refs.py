@@ -41,22 +41,36 @@ def lse(terms: list[torch.Tensor]) -> torch.Tensor:
     return m + torch.log(sum(torch.exp(t - m) for t in terms))
 
 
+def _id(ids, *index):
+    """The id at ``index``, or None: no ids given, or -1 (no id / padding)."""
+    if ids is None or int(ids[index]) < 0:
+        return None
+    return int(ids[index])
+
+
+def _padding(nid, *index) -> bool:
+    return nid is not None and int(nid[index]) < 0
+
+
 def infonce_candidates(q, p, n, i, in_batch, pid, nid):
-    """[(vector, is_target, id or None)] of row i in the query->document direction."""
+    """[(vector, is_target, id or None)] of row i in the query->document direction; negatives whose id
+    is -1 are padding and are no candidate at all."""
     B = q.shape[0]
     out = []
     if in_batch:
         for j in range(B):
-            out.append((p[j], j == i, None if pid is None else int(pid[j])))
+            out.append((p[j], j == i, _id(pid, j)))
         if n is not None:
             for j in range(B):
                 for k in range(n.shape[1]):
-                    out.append((n[j, k], False, None if nid is None else int(nid[j, k])))
+                    if not _padding(nid, j, k):
+                        out.append((n[j, k], False, _id(nid, j, k)))
     else:
-        out.append((p[i], True, None if pid is None else int(pid[i])))
+        out.append((p[i], True, _id(pid, i)))
         if n is not None:
             for k in range(n.shape[1]):
-                out.append((n[i, k], False, None if nid is None else int(nid[i, k])))
+                if not _padding(nid, i, k):
+                    out.append((n[i, k], False, _id(nid, i, k)))
     return out
 
 
@@ -83,7 +97,7 @@ def _row_loss(x, q, p, n, i, t, in_batch, pid, nid, margin, alpha, denominator, 
     if direction == "qd":
         cands = infonce_candidates(q, p, n, i, in_batch, pid, nid)
     else:  # positive i against every query; a query whose positive shares the id is a duplicate
-        cands = [(q[j], j == i, None if pid is None else int(pid[j])) for j in range(q.shape[0])]
+        cands = [(q[j], j == i, _id(pid, j)) for j in range(q.shape[0])]
     pos_s = dot(q[i], p[i])
     pos = pos_s / t
     neg_terms = []
@@ -91,7 +105,7 @@ def _row_loss(x, q, p, n, i, t, in_batch, pid, nid, margin, alpha, denominator, 
         if is_target:
             continue
         s = dot(x, vec)
-        if pid is not None and cid is not None and cid == int(pid[i]):
+        if cid is not None and cid == _id(pid, i):
             continue
         if margin is not None and float(s.detach()) > float(pos_s.detach()) - margin:
             continue
@@ -136,8 +150,10 @@ class EmbeddingLookup(torch.nn.Module):
         return {"sentence_embedding": self.table[features["row"]]}
 
 
-def ref_guided(q, p, n, gq, gp, gn, *, temperature, strategy, margin, contrast_anchors, contrast_positives, mask_self):
-    """GISTEmbed mean loss with explicit loops over rows and candidates (float64)."""
+def ref_guided(q, p, n, gq, gp, gn, *, temperature, strategy, margin, contrast_anchors, contrast_positives, mask_self,
+               nid=None):
+    """GISTEmbed mean loss with explicit loops over rows and candidates (float64); negatives whose
+    ``nid`` is -1 are padding and no candidate."""
     q, p, gq, gp = unit(q), unit(p), unit(gq), unit(gp)
     n = unit(n) if n is not None else None
     gn = unit(gn) if gn is not None else None
@@ -162,6 +178,8 @@ def ref_guided(q, p, n, gq, gp, gn, *, temperature, strategy, margin, contrast_a
                     terms.append(s)
                     continue
                 if mask_self and name in ("aa", "pp") and j == i:
+                    continue
+                if name == "an" and _padding(nid, j // n.shape[1], j % n.shape[1]):
                     continue
                 if float(dot(gx, gys[j])) > thr:
                     continue

@@ -217,20 +217,59 @@ def test_random_sampling_is_seeded_and_inside_the_window(pair_ds, model, cache):
         assert len(docs[1:]) == min(3, len(win[q]))
 
 
-# ---- where sentence-transformers is wrong -------------------------------------------------------
+# ---- queries short of negatives: the rows found and sentence-transformers' report --------------
+
+_NUMBER = re.compile(r"-?(?:\d[\d,]*\.\d+|inf|nan)")
 
 
-def test_fix_num_negatives_larger_than_what_the_corpus_offers(model, pairs, cache):
-    # 5 pairs and no separate corpus: each query has 4 candidates besides its positive, while the
-    # window sentence-transformers checks is range_max - range_min = 6 + 1 = 7 >= 6.
-    tiny = datasets.Dataset.from_dict({"q": [q for q, _ in pairs[:5]], "a": [a for _, a in pairs[:5]]})
-    theirs = st_mine(tiny, model, num_negatives=6, output_format="n-tuple", verbose=False, cache_folder=cache)
-    assert len(theirs) == 0  # sentence-transformers: silently an empty data set
-    with pytest.raises(hardneg.ParameterError, match=r"corpus has 5 distinct documents.*at most 4 candidates"):
-        hn_mine(tiny, model, num_negatives=6, output_format="n-tuple", verbose=False, cache_folder=cache)
-    # 4 is what the corpus offers: then both agree
-    ours, theirs = run_both(tiny, model, cache, num_negatives=4, output_format="n-tuple")
-    assert_same(ours, theirs)
+def assert_same_report(ours: str, theirs: str) -> None:
+    """The same printed lines; the statistics table's numbers equal to its 4 decimals (+- 1e-4)."""
+    a, b = ours.strip().splitlines(), theirs.strip().splitlines()
+    assert len(a) == len(b), f"{ours}\n---\n{theirs}"
+    for x, y in zip(a, b):
+        if x.split()[:1] in (["Mean"], ["Median"], ["Std"], ["Min"], ["25%"], ["50%"], ["75%"], ["Max"]):
+            assert _NUMBER.sub("#", x) == _NUMBER.sub("#", y), (x, y)
+            np.testing.assert_allclose([float(v) for v in _NUMBER.findall(x)], [float(v) for v in _NUMBER.findall(y)],
+                                       atol=1.5e-4, rtol=0)
+        else:
+            assert x == y
+
+
+def run_both_verbose(capsys, dataset, model, cache, **kw):
+    """Both functions with ``verbose=True`` on a filled embedding cache: rows and printed output."""
+    st_mine(dataset, model, verbose=False, cache_folder=cache, **kw)  # fills the cache: both then print "Loaded"
+    kw["cache_folder"] = cache
+    capsys.readouterr()
+    theirs = st_mine(dataset, model, verbose=True, **kw)
+    st_out = capsys.readouterr().out
+    ours = hn_mine(dataset, model, verbose=True, **kw)
+    return ours, theirs, capsys.readouterr().out, st_out
+
+
+@pytest.fixture(scope="module")
+def tiny(pairs):
+    return datasets.Dataset.from_dict({"q": [q for q, _ in pairs[:5]], "a": [a for _, a in pairs[:5]]})
+
+
+@pytest.mark.parametrize("output_format", ["triplet", "n-tuple", "labeled-pair", "labeled-list"])
+@pytest.mark.parametrize("kw", [{}, {"min_score": 0.1, "range_min": 1}], ids=["plain", "min_score"])
+def test_too_small_corpus_gives_the_rows_and_report_of_sentence_transformers(tiny, model, cache, capsys, output_format,
+                                                                           kw):
+    # 5 pairs and no separate corpus: each query has 4 candidates besides its positive, fewer than
+    # the 6 negatives asked, while the window (range_max - range_min) holds them.
+    ours, theirs, out, st_out = run_both_verbose(capsys, tiny, model, cache, num_negatives=6, output_format=output_format,
+                                                 output_scores=True, **kw)
+    if len(theirs):
+        assert_same(ours, theirs)
+    else:  # n-tuple: no row has 6 negatives
+        assert len(ours) == 0 and ours.column_names == theirs.column_names
+    assert_same_report(out, st_out)
+    if output_format != "labeled-list":  # there every row keeps some negative: nothing to report
+        assert "Could not find enough negatives for " in out and "Consider adjusting the range_max" in out
+    # the strict function still refuses the same request, naming the numbers
+    emb = model.encode(tiny["a"], normalize_embeddings=True)
+    with pytest.raises(hardneg.ParameterError, match="num_negatives=6"):
+        hardneg.mine(emb, emb, np.arange(5), num_negatives=6, range_max=5)
 
 
 def test_window_and_range_errors_are_typed(pair_ds, model):
@@ -246,41 +285,22 @@ def test_window_and_range_errors_are_typed(pair_ds, model):
         hn_mine(pair_ds, model, sampling_strategy="hardest", verbose=False)
 
 
-def _st_missing(text: str) -> int:
-    m = re.search(r"Could not find enough negatives for (\d+) samples", text)
-    return int(m.group(1)) if m else 0
-
-
-def test_fix_count_of_missing_negatives(multi_ds, model, cache, capsys):
-    kw = dict(range_max=8, max_score=0.3, num_negatives=4, cache_folder=cache)
-    capsys.readouterr()
-    theirs = st_mine(multi_ds, model, output_format="triplet", verbose=True, **kw)
-    st_reported = _st_missing(capsys.readouterr().out)
-    ours, stats = hn_mine(multi_ds, model, output_format="triplet", verbose=True, return_stats=True, **kw)
-    out = capsys.readouterr().out
+@pytest.mark.parametrize("output_format", ["triplet", "n-tuple", "labeled-pair", "labeled-list"])
+def test_report_and_stats_with_several_positives(multi_ds, model, cache, capsys, output_format):
+    kw = dict(range_max=8, max_score=0.3, num_negatives=4, output_format=output_format)
+    ours, theirs, out, st_out = run_both_verbose(capsys, multi_ds, model, cache, **kw)
+    kw["cache_folder"] = cache
     assert_same(ours, theirs)
-    # the truth, counted from the (identical) rows: negatives found per unique query
-    per_query = hn_mine(multi_ds, model, output_format="labeled-pair", verbose=False, **kw)
+    assert_same_report(out, st_out)  # sentence-transformers' counts of missing rows, per format
+    # return_stats counts per query, whatever the format: the truth, from the (identical) rows
+    _, stats = hn_mine(multi_ds, model, verbose=False, return_stats=True, **kw)
+    per_query = hn_mine(multi_ds, model, verbose=False, **dict(kw, output_format="labeled-pair"))
     found: dict[str, int] = {}
     for q, label in zip(per_query["anchor"], per_query["label"]):
         found[q] = found.get(q, 0) + (label == 0)
-    short = sum(1 for v in found.values() if v < 4)
-    missing = sum(4 - v for v in found.values())
     assert stats["queries"] == len(found)
-    assert stats["queries_short"] == short > 0
-    assert stats["negatives_missing"] == missing
-    assert f"Could not find enough negatives for {short:,} of {len(found):,} queries" in out
-    # sentence-transformers counts missing triplet rows: each missing negative once per positive
-    n_pos = {q: len(set(p for qq, p in zip(multi_ds["anchor"], multi_ds["positive"]) if qq == q)) for q in found}
-    assert st_reported == sum((4 - found[q]) * n_pos[q] for q in found)
-    assert st_reported != short
-    # labeled-list: sentence-transformers counts only the rows without any negative
-    capsys.readouterr()
-    st_mine(multi_ds, model, output_format="labeled-list", verbose=True, **kw)
-    st_list = _st_missing(capsys.readouterr().out)
-    assert st_list == sum(n_pos[q] for q in found if found[q] == 0)
-    _, stats_list = hn_mine(multi_ds, model, output_format="labeled-list", verbose=False, return_stats=True, **kw)
-    assert stats_list == stats
+    assert stats["queries_short"] == sum(1 for v in found.values() if v < 4) > 0
+    assert stats["negatives_missing"] == sum(4 - v for v in found.values())
 
 
 def test_stats_skip_counts_match_sentence_transformers(pair_ds, model, cache, capsys):
@@ -293,3 +313,112 @@ def test_stats_skip_counts_match_sentence_transformers(pair_ds, model, cache, ca
         m = re.search(rf"Skipped ([\d,]+) potential negatives \([\d.]+%\) due to the {rule}", theirs)
         assert m, theirs
         assert stats["skipped"][rule] == int(m.group(1).replace(",", ""))
+
+
+# --- from mined ids to sentence-transformers' datasets ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def st_embeddings(model, pair_ds):
+    """The texts and embeddings sentence-transformers' mining uses (same de-duplication, same calls)."""
+    queries = list(dict.fromkeys(pair_ds["query"]))
+    corpus = list(dict.fromkeys(pair_ds["answer"]))
+    kw = dict(batch_size=32, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+    return queries, corpus, model.encode_query(queries, **kw), model.encode_document(corpus, **kw)
+
+
+@pytest.mark.parametrize("output_format, output_scores", [("triplet", False), ("triplet", True), ("n-tuple", True),
+                                                          ("labeled-list", False), ("labeled-list", True),
+                                                          ("labeled-pair", False)])
+def test_mined_to_dataset_equals_sentence_transformers_output(pair_ds, model, cache, st_embeddings, tmp_path,
+                                                             output_format, output_scores):
+    theirs = st_mine(pair_ds, model, verbose=False, cache_folder=cache, relative_margin=0.05, range_min=2,
+                     num_negatives=4, output_format=output_format, output_scores=output_scores)
+    queries, corpus, q, c = st_embeddings
+    positives = [corpus.index(a) for a in pair_ds["answer"]]
+    mined = hardneg.mine(q, c, positives, num_negatives=4, relative_margin=0.05, range_min=2, progress=False)
+    kw = dict(format=output_format, output_scores=output_scores, anchor_column="query", positive_column="answer")
+    assert_same(mined.to_dataset(queries, corpus, **kw), theirs)
+    if output_format == "triplet" and not output_scores:  # the same from a mining output directory
+        hardneg.mine_to_disk(q, c, positives, tmp_path / "mined", num_negatives=4, relative_margin=0.05, range_min=2,
+                             progress=False)
+        assert_same(hardneg.load_mined(tmp_path / "mined").to_dataset(queries, corpus, **kw), theirs)
+
+
+def test_to_dataset_checks_the_texts(st_embeddings):
+    queries, corpus, q, c = st_embeddings
+    mined = hardneg.mine(q, c, np.arange(len(queries)), num_negatives=2, progress=False)
+    with pytest.raises(hardneg.ShapeError, match="query_texts has 59 texts but 60 queries"):
+        mined.to_dataset(queries[:-1], corpus)
+    with pytest.raises(hardneg.IdOutOfRangeError, match="corpus_texts has 10 texts"):
+        mined.to_dataset(queries, corpus[:10])
+    with pytest.raises(hardneg.ParameterError, match="format must be one of"):
+        mined.to_dataset(queries, corpus, format="pairs")
+
+
+def test_a_model_path_instead_of_a_model_says_what_to_do(pair_ds):
+    path = _model_path()
+    with pytest.raises(hardneg.ParameterError, match=r"model must be a loaded SentenceTransformer, got the path .*"
+                                                     r"load it first: model = sentence_transformers\.SentenceTransformer"):
+        hn_mine(pair_ds, path, verbose=False)
+    with pytest.raises(hardneg.ParameterError, match="cross_encoder must be a loaded CrossEncoder"):
+        hn_mine(pair_ds, object.__new__(SentenceTransformer), cross_encoder="cross-encoder/ms-marco", verbose=False)
+
+
+# --- the trainer's batch sampler -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_trainer_factory_with_an_eval_set_in_a_real_training_run(tmp_path):
+    """The recipe that crashed: the trainer also asks the batch_sampler factory for the eval set."""
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
+
+    from hardneg.integrations.sentence_transformers import ClusterBatchSamplerFactory
+
+    model = SentenceTransformer(_model_path(), device="cpu")  # trained here: not the shared fixture
+    model.max_seq_length = 16
+    pairs = stdlib_docstring_pairs(limit=48, max_chars=80)
+    train = datasets.Dataset.from_dict({"anchor": [q for q, _ in pairs[:32]], "positive": [p for _, p in pairs[:32]]})
+    dev = datasets.Dataset.from_dict({"anchor": [q for q, _ in pairs[32:]], "positive": [p for _, p in pairs[32:]]})
+    emb = model.encode(train["anchor"], convert_to_numpy=True, normalize_embeddings=True)
+    factory = ClusterBatchSamplerFactory(train, embeddings=emb, cluster_size=4)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=8, per_device_eval_batch_size=8, num_train_epochs=1,
+        batch_sampler=factory, eval_strategy="steps", eval_steps=2, report_to=[], save_strategy="no",
+        logging_strategy="no", use_cpu=True, dataloader_num_workers=0, seed=3,
+    )  # fmt: skip
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
+                                         loss=losses.MultipleNegativesRankingLoss(model))
+    trainer.train()
+    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    assert len(evals) == 2 and all(np.isfinite(evals))  # evaluated at steps 2 and 4
+    assert isinstance(factory.train_sampler, hardneg.ClusterBatchSampler)
+    assert trainer.state.global_step == len(factory.train_sampler) == 4
+    assert factory.train_sampler.seed == 3
+    # the README's old lambda, for the record: the sampler built from the training rows breaks on the eval set
+    old = lambda ds, batch_size, drop_last, **kw: hardneg.ClusterBatchSampler(  # noqa: E731
+        emb, batch_size, cluster_size=4, group_keys=ds["positive"], drop_last=drop_last, num_replicas=1, rank=0)
+    with pytest.raises(hardneg.ShapeError, match="group_keys has 16 entries but there are 32 rows"):
+        old(dev, batch_size=8, drop_last=False)
+
+
+def test_trainer_factory_embeds_with_the_model_and_recognises_the_training_data(model):
+    from hardneg.integrations.sentence_transformers import ClusterBatchSamplerFactory
+
+    pairs = stdlib_docstring_pairs(limit=40, max_chars=80)
+    train = datasets.Dataset.from_dict({"q": [q for q, _ in pairs[:24]], "d": [p for _, p in pairs[:24]]})
+    dev = datasets.Dataset.from_dict({"q": [q for q, _ in pairs[24:]], "d": [p for _, p in pairs[24:]]})
+    factory = ClusterBatchSamplerFactory(train, model=model, eval_batches="cluster", cluster_size=2)
+    same_rows = datasets.Dataset.from_dict(train.to_dict())  # another object, same texts: still the training data
+    s = factory(same_rows, batch_size=8, drop_last=False, seed=1)
+    assert s is factory.train_sampler and len(s) == 3
+    e = factory(dev, batch_size=8, drop_last=True)  # eval_batches="cluster": embedded with the model
+    assert isinstance(e, hardneg.ClusterBatchSampler) and len(e) == 2 and e is not factory.train_sampler
+    with pytest.raises(hardneg.ParameterError, match="needs embeddings of the training rows or a model"):
+        ClusterBatchSamplerFactory(train)
+    with pytest.raises(hardneg.ParameterError, match=r"embeddings has 3 rows but the training dataset has 24"):
+        ClusterBatchSamplerFactory(train, embeddings=np.zeros((3, 4), np.float32))
+    with pytest.raises(hardneg.ParameterError, match=r"unknown ClusterBatchSampler arguments \['batch_size'\]"):
+        ClusterBatchSamplerFactory(train, model=model, batch_size=8)
+    with pytest.raises(hardneg.ParameterError, match="model must be a loaded SentenceTransformer"):
+        ClusterBatchSamplerFactory(train, model=_model_path())

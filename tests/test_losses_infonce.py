@@ -29,15 +29,16 @@ def _data(B, n, d, seed, dtype=torch.float64):
     margin=st.sampled_from([None, 0.0, 0.3, -0.1]), alpha=st.sampled_from([0.0, 5.0]),
     temperature=st.sampled_from([0.05, 0.5]), cosine=st.booleans(),
 )
+@pytest.mark.filterwarnings("ignore:info_nce.*nothing left to contrast")
 def test_matches_explicit_loops(B, n, d, seed, symmetric, in_batch, use_ids, margin, alpha, temperature, cosine):
     if symmetric and not in_batch:
         symmetric = False
     q, p, neg = _data(B, n, d, seed)
     g = torch.Generator().manual_seed(seed + 1)
     pid = nid = None
-    if use_ids:  # few distinct ids: many duplicates across the batch
-        pid = torch.randint(0, 3, (B,), generator=g)
-        nid = torch.randint(0, 4, (B, n), generator=g) if n else None
+    if use_ids:  # few distinct ids: many duplicates across the batch; -1: no id / padding
+        pid = torch.randint(-1, 3, (B,), generator=g)
+        nid = torch.randint(-1, 4, (B, n), generator=g) if n else None
     kw = dict(temperature=temperature, symmetric=symmetric, in_batch=in_batch, margin=margin, alpha=alpha, cosine=cosine)
     tensors = (q, p) if neg is None else (q, p, neg)
 

@@ -44,28 +44,30 @@ VARIANTS = st.sampled_from(["decoupled", "debiased", "hcl"])
     symmetric=st.booleans(), in_batch=st.booleans(), use_ids=st.booleans(), temperature=st.sampled_from([0.1, 0.5]),
     tau_plus=st.sampled_from([0.0, 0.1, 0.3]), beta=st.sampled_from([0.0, 0.5, 1.0]),
 )
+@pytest.mark.filterwarnings("ignore:.*nothing left to contrast")
 def test_matches_reference_formulas(B, n, d, seed, variant, symmetric, in_batch, use_ids, temperature, tau_plus, beta):
     if symmetric:
         in_batch = True
     q, p, neg = _data(B, n, d, seed)
     g = torch.Generator().manual_seed(seed + 3)
-    pid = torch.randint(0, 3, (B,), generator=g) if use_ids else None
+    pid = torch.randint(-1, 3, (B,), generator=g) if use_ids else None  # -1: no id / padding
+    nid = torch.randint(-1, 4, (B, n), generator=g) if (use_ids and n) else None
     tensors = (q, p) if neg is None else (q, p, neg)
     common = dict(temperature=temperature, symmetric=symmetric, in_batch=in_batch)
     if variant == "decoupled":
         def ours(*t):
-            return decoupled_info_nce(*t, positive_ids=pid, **common)
+            return decoupled_info_nce(*t, positive_ids=pid, negative_ids=nid, **common)
         ref_kw = dict(denominator="decoupled")
     elif variant == "debiased":
         def ours(*t):
-            return debiased_info_nce(*t, positive_ids=pid, tau_plus=tau_plus, **common)
+            return debiased_info_nce(*t, positive_ids=pid, negative_ids=nid, tau_plus=tau_plus, **common)
         ref_kw = dict(denominator="debiased", tau_plus=tau_plus)
     else:
         def ours(*t):
-            return hard_negative_info_nce(*t, positive_ids=pid, tau_plus=tau_plus, beta=beta, **common)
+            return hard_negative_info_nce(*t, positive_ids=pid, negative_ids=nid, tau_plus=tau_plus, beta=beta, **common)
         ref_kw = dict(denominator="debiased", tau_plus=tau_plus, beta=beta)
     v1, g1 = grads_of(ours, *tensors)
-    v2, g2 = grads_of(lambda *t: ref_info_nce(*t, pid=pid, **common, **ref_kw), *tensors)
+    v2, g2 = grads_of(lambda *t: ref_info_nce(*t, pid=pid, nid=nid, **common, **ref_kw), *tensors)
     assert torch.allclose(v1, v2, rtol=1e-8, atol=1e-9), (v1, v2)
     for a, b in zip(g1, g2):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-8)
@@ -94,11 +96,12 @@ def test_log_space_is_finite_at_embedding_temperatures(dtype):
     assert not torch.isfinite(torch.exp(torch.tensor(1 / 0.01, dtype=torch.float32)))
 
 
-def test_rows_without_negatives_contribute_zero():
+def test_rows_without_negatives_contribute_zero_and_warn():
     q, p, _ = _data(1, 0, 4, 2)  # a single row: no negatives at all
     for fn in (decoupled_info_nce, debiased_info_nce, hard_negative_info_nce):
         x = q.clone().requires_grad_(True)
-        out = fn(x, p)
+        with pytest.warns(RuntimeWarning, match=f"{fn.__name__}: 1 of 1 rows have nothing left to contrast"):
+            out = fn(x, p)
         out.backward()
         assert float(out.detach()) == 0.0 and torch.isfinite(x.grad).all()
 
@@ -139,8 +142,8 @@ def ref_siglip(q, p, n, t, b, in_batch, pid, nid):
 def test_siglip_matches_explicit_loops(B, n, seed, in_batch, use_ids, t, b):
     q, p, neg = _data(B, n, 3, seed)
     g = torch.Generator().manual_seed(seed)
-    pid = torch.randint(0, 3, (B,), generator=g) if use_ids else None
-    nid = torch.randint(0, 3, (B, n), generator=g) if (use_ids and n) else None
+    pid = torch.randint(-1, 3, (B,), generator=g) if use_ids else None  # -1: no id / padding
+    nid = torch.randint(-1, 3, (B, n), generator=g) if (use_ids and n) else None
     tensors = (q, p) if neg is None else (q, p, neg)
     v1, g1 = grads_of(lambda *x: siglip_loss(*x, logit_scale=math.log(t), logit_bias=b, in_batch=in_batch,
                                              positive_ids=pid, negative_ids=nid), *tensors)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import hardneg
 import mining_reference as ref
+from hardneg.mining import default_range_max
 from hardneg.selection import STAT_NAMES
 
 
@@ -59,11 +60,22 @@ def mining_problems(draw):
     return q, c, positives, pos_rows, exclude, opts
 
 
+@pytest.mark.filterwarnings("ignore:relative_margin=2 keeps only")
 @settings(max_examples=150, deadline=None)
 @given(mining_problems(), st.sampled_from([None, 1, 2, 5]), st.sampled_from([1, 2]))
 def test_mine_matches_brute_force(problem, chunk_size, threads):
     q, c, positives, pos_rows, exclude, opts = problem
-    got = hardneg.mine(q, c, positives, exclude=exclude, chunk_size=chunk_size, threads=threads, progress=False, **opts)
+    try:
+        got = hardneg.mine(q, c, positives, exclude=exclude, chunk_size=chunk_size, threads=threads, progress=False, **opts)
+    except hardneg.ParameterError as e:  # only when no query could get num_negatives candidates
+        assert "cannot be found" in str(e)
+        excluded = [set(map(int, pos_rows[r])) | set(exclude[r] if exclude else []) for r in range(len(q))]
+        most = len(c) - min(map(len, excluded))
+        filtered = any(k in opts for k in ("absolute_margin", "relative_margin", "max_score"))
+        range_max = opts.get("range_max") or default_range_max(opts["range_min"], opts["num_negatives"],
+                                                               max(len(set(map(int, r))) for r in pos_rows), filtered)
+        assert opts["num_negatives"] > min(range_max, most) - opts["range_min"]
+        return
     r_opts = {k: v for k, v in opts.items()}
     want_ids, want_scores, want_pos, want_stats = ref.mine(q, c, pos_rows, exclude=exclude, **r_opts)
     np.testing.assert_array_equal(got.negatives, want_ids)
@@ -308,3 +320,106 @@ def test_one_query_excluding_very_many_ids():
     want_ids, _, _, _ = ref.mine(c[:50], c, [[i] for i in range(50)], exclude=ex, num_negatives=6, metric="ip")
     np.testing.assert_array_equal(got.negatives, want_ids)
     assert all(x % 2 == 1 and x > 3 for x in got.negatives[7])
+
+
+# --- seams between mining and its users -------------------------------------------------------
+
+
+def test_torch_tensors_are_accepted_like_numpy_and_other_devices_are_refused():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    c = rng.standard_normal((300, 12), dtype=np.float32)
+    q = c[:20] + 0.1 * rng.standard_normal((20, 12), dtype=np.float32)
+    want = hardneg.mine(q, c, np.arange(20), num_negatives=4, relative_margin=0.05, progress=False)
+    tq, tc = torch.from_numpy(q).requires_grad_(), torch.from_numpy(c)
+    for args in ((tq, tc, torch.arange(20)), (tq, c, np.arange(20)), (q, tc, torch.arange(20)[:, None])):
+        got = hardneg.mine(*args, num_negatives=4, relative_margin=0.05, progress=False)
+        np.testing.assert_array_equal(got.negatives, want.negatives)
+        np.testing.assert_array_equal(got.scores, want.scores)
+    bf = hardneg.mine(tq.bfloat16(), tc.bfloat16(), np.arange(20), num_negatives=4, progress=False)
+    assert bf.negatives.shape == (20, 4)
+    meta = torch.empty((20, 12), device="meta")
+    with pytest.raises(hardneg.DeviceError, match=r"queries is a torch tensor a meta tensor.*queries\.cpu\(\)"):
+        hardneg.mine(meta, c, np.arange(20), progress=False)
+    with pytest.raises(hardneg.DeviceError, match="corpus"):
+        hardneg.mine(q, torch.empty((300, 12), device="meta"), np.arange(20), progress=False)
+    with pytest.raises(hardneg.DeviceError, match="positives"):
+        hardneg.mine(q, c, torch.empty(20, dtype=torch.long, device="meta"), progress=False)
+    for fn in (lambda x: hardneg.topk(x, c, k=2), lambda x: hardneg.FlatIndex(x), lambda x: hardneg.cluster(x, n_clusters=2),
+               lambda x: hardneg.select_negatives(x, np.zeros((20, 12), np.int64))):
+        with pytest.raises(hardneg.DeviceError, match="meta tensor"):
+            fn(meta)
+
+
+def test_num_negatives_beyond_the_corpus_is_an_error_with_the_numbers():
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal((5000, 8), dtype=np.float32)
+    with pytest.raises(hardneg.ParameterError, match=r"num_negatives=1,000,000 cannot be found: the corpus has 5,000 rows.*"
+                                                     r"at most 4,999 candidates.*lower num_negatives to at most 4,999"):
+        hardneg.mine(c[:100], c, np.arange(100), num_negatives=1_000_000, progress=False)
+    with pytest.raises(hardneg.ParameterError, match="at most 4,989"):
+        hardneg.mine(c[:100], c, np.arange(100), num_negatives=4990, range_min=10, range_max=6000, progress=False)
+    # the most any query can get is allowed; queries with more exclusions come out short, as before
+    got = hardneg.mine(np.eye(4, dtype=np.float32), np.eye(4, dtype=np.float32), [[0], [1, 2], [2], [3]],
+                       num_negatives=3, progress=False)
+    assert (got.negatives != -1).sum(axis=1).tolist() == [3, 2, 3, 3]
+
+
+def test_exclude_self_mines_a_corpus_against_itself():
+    rng = np.random.default_rng(4)
+    c = rng.standard_normal((400, 16), dtype=np.float32)
+    pos = rng.integers(0, 400, 400)
+    by_hand = hardneg.mine(c, c, pos, num_negatives=5, exclude=[[i] for i in range(400)], progress=False)
+    got = hardneg.mine(c, c, pos, num_negatives=5, exclude_self=True, progress=False)
+    np.testing.assert_array_equal(got.negatives, by_hand.negatives)
+    assert not (got.negatives == np.arange(400)[:, None]).any()
+    plain = hardneg.mine(c, c, pos, num_negatives=5, progress=False)
+    assert (plain.negatives[:, 0] == np.arange(400)).mean() > 0.9  # without it a row is its own hardest negative
+    none = hardneg.mine(c, c, None, num_negatives=5, exclude_self=True, progress=False)  # no positives at all
+    assert none.positives.shape == (400, 0) and not (none.negatives == np.arange(400)[:, None]).any()
+    with pytest.raises(hardneg.ParameterError, match="exclude_self=True.*401 queries for 400 corpus rows"):
+        hardneg.mine(np.vstack([c, c[:1]]), c, None, exclude_self=True, progress=False)
+    with pytest.raises(hardneg.ParameterError, match="exclude_self must be True or False"):
+        hardneg.mine(c, c, None, exclude_self="yes", progress=False)
+
+
+def test_one_vocabulary_for_similarities_with_ip_as_an_alias():
+    rng = np.random.default_rng(6)
+    c = rng.standard_normal((200, 8), dtype=np.float32)
+    a = hardneg.mine(c[:10], c, np.arange(10), num_negatives=3, metric="dot", progress=False)
+    b = hardneg.mine(c[:10], c, np.arange(10), num_negatives=3, metric="ip", progress=False)
+    np.testing.assert_array_equal(a.negatives, b.negatives)
+    assert a.params["metric"] == b.params["metric"] == "dot"
+    assert hardneg.FlatIndex(c, metric="ip").metric == hardneg.FlatIndex(c).metric == "dot"
+    hardneg.mine(c[:10], hardneg.FlatIndex(c, metric="ip"), np.arange(10), metric="dot", progress=False)
+    with pytest.raises(hardneg.ParameterError, match="'cosine' or 'dot'"):
+        hardneg.FlatIndex(c, metric="euclidean")
+
+
+def test_relative_margin_above_one_warns_with_the_likely_value():
+    rng = np.random.default_rng(7)
+    c = rng.standard_normal((200, 8), dtype=np.float32)
+    with pytest.warns(UserWarning, match=r"did you mean relative_margin=0\.05 \(5 %\)") as rec:
+        got = hardneg.mine(c[:10], c, np.arange(10), num_negatives=3, relative_margin=5, progress=False)
+    assert rec[0].filename == __file__  # points at the caller's line
+    assert got.stats["empty_queries"] == 10  # what the warning is about
+    with pytest.warns(UserWarning, match=r"relative_margin=0\.1 "):
+        hardneg.select_negatives(np.ones((1, 3), np.float32), np.arange(3)[None], [2.0], num_negatives=1, relative_margin=10)
+
+
+def test_repr_is_short_with_shape_parameters_and_counts():
+    rng = np.random.default_rng(8)
+    c = rng.standard_normal((2000, 8), dtype=np.float32)
+    m = hardneg.mine(c[:500], c, np.arange(500), num_negatives=8, relative_margin=0.05, progress=False)
+    text = repr(m)
+    assert len(text) < 300 and "\n" not in text
+    assert text.startswith("Mined(queries=500, num_negatives=8, found=4,000 of 4,000, short_queries=0, empty_queries=0")
+    assert "relative_margin=0.05" in text and "range_max=81" in text and "array" not in text
+
+
+def test_text_where_embeddings_are_expected_points_to_the_embedding_step():
+    texts = np.array(["cats", "dogs", "birds"])
+    for call in (lambda: hardneg.mine(texts, C, [0, 1, 2], progress=False), lambda: hardneg.mine(Q, list(texts), P),
+                 lambda: hardneg.topk(["a", "b"], C, k=1), lambda: hardneg.FlatIndex(texts.astype(object))):
+        with pytest.raises(hardneg.DTypeError, match=r"holds text \(dtype .*model\.encode.*mine_hard_negatives"):
+            call()

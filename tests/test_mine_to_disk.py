@@ -45,7 +45,7 @@ def test_same_result_as_mine(tmp_path, data):
     same(want, got)
     files = sorted(f for f in os.listdir(tmp_path / "out") if f.endswith(".parquet"))
     assert files == [f"part-{i:05d}.parquet" for i in range(4)]
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "out" / ".manifest.json").read_text())
     assert manifest["complete"] and manifest["stats"]["queries"] == 230
     same(got, hardneg.load_mined(tmp_path / "out"))
     assert got.summary() == want.summary()
@@ -71,8 +71,9 @@ def test_resume_after_an_interruption_in_process(tmp_path, data):
             hardneg.mine_to_disk(q, c, pos, out, shard_size=40, chunk_size=10, progress=stop_after(limit), **KW)
         with pytest.raises(hardneg.OutputDirError, match="not finished"):
             hardneg.load_mined(out)
-    # A leftover temporary file (as after a kill during a write) is cleaned up.
-    (out / "part-00005.parquet.tmp").write_bytes(b"garbage")
+    # Leftover temporary files (as after a kill during a write) are cleaned up.
+    (out / ".part-00005.parquet.tmp").write_bytes(b"garbage")
+    (out / "part-00004.parquet.tmp").write_bytes(b"garbage")  # the old layout's name
     seen = []
     got = hardneg.mine_to_disk(q, c, pos, out, shard_size=40, chunk_size=10, progress=lambda d, t: seen.append(d), **KW)
     assert seen[0] >= 160  # the finished shards were not recomputed
@@ -88,7 +89,7 @@ def _cli(args, **kw):
 
 def _shards_done(out):
     try:
-        m = json.loads((out / "manifest.json").read_text())
+        m = json.loads((out / ".manifest.json").read_text())
     except (OSError, ValueError):
         return -1, False
     return len(m["shards"]), m["complete"]
@@ -198,7 +199,9 @@ def test_cli_errors_are_reported_not_raised(tmp_path):
     assert main([*base, "--positives", str(tmp_path / "p.npy")]) == 2
     assert main([*base, "--positives", str(tmp_path / "missing.npy")]) == 2
     np.save(tmp_path / "p.npy", np.arange(10))
-    assert main([*base, "--positives", str(tmp_path / "p.npy"), "--sampling", "best"]) == 2
+    with pytest.raises(SystemExit) as stop:  # argparse's own check of the choices
+        main([*base, "--positives", str(tmp_path / "p.npy"), "--sampling", "best"])
+    assert stop.value.code == 2
     assert main([*base, "--positives", str(tmp_path / "p.npy"), "--num-negatives", "3", "--range-max", "2"]) == 2
     assert main([*base, "--positives", str(tmp_path / "p.npy"), "--num-negatives", "3", "--no-progress"]) == 0
     assert main([*base, "--positives", str(tmp_path / "p.npy"), "--num-negatives", "2"]) == 2  # other job in o
@@ -259,3 +262,72 @@ def test_cli_shows_the_progress_bar_on_a_terminal(tmp_path):
     assert proc.returncode == 0
     assert "100%" in err and "query/s" in err  # tqdm bar with throughput on a terminal
     assert "Wrote 40 queries" in stdout
+
+
+def _as_table(mined: hardneg.Mined) -> dict[str, np.ndarray]:
+    return {"negatives": mined.negatives, "scores": mined.scores, "positives": mined.positives,
+            "positive_scores": mined.positive_scores}
+
+
+def _check_rows(queries, columns, mined: hardneg.Mined) -> None:
+    """Rows read by another library, in any order: the same values as ``mined`` once sorted by query."""
+    order = np.argsort(np.asarray(queries))
+    np.testing.assert_array_equal(np.asarray(queries)[order], np.arange(len(mined)))
+    for name, want in _as_table(mined).items():
+        got = np.stack([np.asarray(v, dtype=want.dtype) for v in columns[name]])[order]
+        np.testing.assert_array_equal(got, want)
+
+
+def test_every_parquet_reader_opens_the_directory(tmp_path, data):
+    import pandas as pd
+    import polars as pl
+    import pyarrow.dataset as pads
+    from datasets import load_dataset
+
+    q, c, pos = data
+    out = tmp_path / "mined"
+    mined = hardneg.mine_to_disk(q, c, pos, out, shard_size=64, progress=False, **KW)
+    assert {f for f in os.listdir(out) if not f.endswith(".parquet")} == {".lock", ".manifest.json"}
+
+    df = pd.read_parquet(out)
+    _check_rows(df["query"], df, mined)
+    table = pads.dataset(out).to_table()
+    _check_rows(table["query"].to_numpy(), table.to_pydict(), mined)
+    lf = pl.scan_parquet(f"{out}/*.parquet").collect()
+    _check_rows(lf["query"].to_numpy(), {k: lf[k].to_list() for k in lf.columns}, mined)
+    ds = load_dataset("parquet", data_dir=str(out), split="train", cache_dir=str(tmp_path / "hf"))
+    _check_rows(ds["query"], ds.to_dict(), mined)
+
+
+def test_readers_see_only_finished_shards_of_a_running_job(tmp_path, data):
+    import pandas as pd
+
+    q, c, pos = data
+    out = tmp_path / "mined"
+
+    def stop_at_100(done, total):
+        if done >= 100:
+            raise Stop
+
+    with pytest.raises(Stop):
+        hardneg.mine_to_disk(q, c, pos, out, shard_size=40, chunk_size=20, progress=stop_at_100, **KW)
+    (out / ".part-00003.parquet.tmp").write_bytes(b"half a shard")  # as if killed mid-write
+    df = pd.read_parquet(out)
+    assert sorted(df["query"]) == list(range(80))  # the two finished shards
+
+
+def test_old_layout_is_read_and_converted(tmp_path, data):
+    import pandas as pd
+
+    q, c, pos = data
+    out = tmp_path / "mined"
+    want = hardneg.mine_to_disk(q, c, pos, out, shard_size=64, progress=False, **KW)
+    os.replace(out / ".manifest.json", out / "manifest.json")  # the layout of earlier versions
+    with pytest.warns(UserWarning, match=r"old hardneg layout.*Rename it to \.manifest\.json"):
+        same(want, hardneg.load_mined(out))
+    with pytest.raises(Exception, match="manifest.json"):  # why the layout changed
+        pd.read_parquet(out)
+    # the same job run again converts the directory in place (nothing recomputed)
+    same(want, hardneg.mine_to_disk(q, c, pos, out, shard_size=64, progress=lambda d, t: pytest.fail("recomputed"), **KW))
+    assert not (out / "manifest.json").exists()
+    assert len(pd.read_parquet(out)) == len(q)

@@ -90,6 +90,7 @@ def test_random_fraction_mixes_rows() -> None:
     assert distinct(mixed) > 20  # 32 random rows: mostly from different clusters
 
 
+@pytest.mark.filterwarnings("ignore:ClusterBatchSampler leaves")  # few keys on purpose
 @settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(2, 300),
@@ -350,3 +351,72 @@ def test_kmeans_clusters_with_tas_b_packing() -> None:
     assert sorted(i for b in batches for i in b) == list(range(n))
     # One cluster at a time: most batches hold rows of a single cluster.
     assert np.mean([len(np.unique(s.labels[b])) == 1 for b in batches]) > 0.5
+
+
+def test_long_text_keys_cost_memory_per_key_not_per_character() -> None:
+    # One long document among short keys used to become a fixed-width "<U20000" array: 2,000 x
+    # 20,000 x 4 bytes = 160 MB here (16 GiB for 53,000 keys with one of 80,000 characters).
+    import tracemalloc
+
+    from hardneg.sampler import _dense_group_keys
+
+    keys = [f"positive {i % 1500}" for i in range(1999)] + ["x" * 20_000]
+    tracemalloc.start()
+    try:
+        ids = _dense_group_keys(keys, len(keys))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 * len(keys), f"interning 2,000 keys allocated {peak:,} bytes"
+    assert ids.dtype == np.uint32 and ids[:1500].tolist() == list(range(1500))
+    assert ids[1500] == 0 and ids[-1] == 1500
+    s = ClusterBatchSampler(emb(2000), 32, cluster_size=8, group_keys=keys, seed=0)
+    for b in s:
+        assert len({keys[i] for i in b}) == len(b)
+
+
+def test_group_keys_from_any_iterable_of_hashables() -> None:
+    datasets = pytest.importorskip("datasets")
+    torch = pytest.importorskip("torch")
+    n = 300
+    texts = [f"doc {i % 40}" for i in range(n)]
+    ref = list(ClusterBatchSampler(emb(n), 16, cluster_size=4, group_keys=texts, seed=3))
+    column = datasets.Dataset.from_dict({"positive": texts})["positive"]
+    for keys in (tuple(texts), (t for t in texts), np.array(texts, dtype=object), np.array(texts), column):
+        assert list(ClusterBatchSampler(emb(n), 16, cluster_size=4, group_keys=keys, seed=3)) == ref
+    # the dense ids follow first appearance, so any key type with the same pattern plans the same
+    as_ints = [int(t.split()[1]) * 7 for t in texts]
+    for keys in (as_ints, np.array(as_ints), torch.tensor(as_ints), [(t, 1) for t in texts]):
+        assert list(ClusterBatchSampler(emb(n), 16, cluster_size=4, group_keys=keys, seed=3)) == ref
+    with pytest.raises(hardneg.DTypeError, match=r"group_keys\[0\] is a list"):
+        ClusterBatchSampler(emb(n), 16, group_keys=[[i] for i in range(n)])
+    with pytest.raises(hardneg.DTypeError, match="group_keys must be a sequence"):
+        ClusterBatchSampler(emb(n), 16, group_keys="abc")
+    with pytest.raises(hardneg.ShapeError, match="299 entries but there are 300 rows"):
+        ClusterBatchSampler(emb(n), 16, group_keys=texts[:-1])
+
+
+def test_dropping_a_noticeable_share_warns_with_the_numbers() -> None:
+    import warnings
+
+    n = 2000
+    keys = [f"label {i % 20}" for i in range(n)]  # 20 keys for batches of 32: at most 20 rows fit
+    with pytest.warns(UserWarning, match=r"744 of 2,000 rows \(37.2%\).*only 20 distinct keys.*batch_size to at most 20"):
+        s = ClusterBatchSampler(emb(n), 32, cluster_size=8, group_keys=keys, seed=0)
+        batches = list(s)
+    assert s.dropped == 744 == n - sum(map(len, batches))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        list(s)  # once per sampler
+        few = ClusterBatchSampler(emb(n), 32, cluster_size=8, group_keys=[f"doc {i % 1000}" for i in range(n)], seed=0)
+        list(few)
+        assert few.dropped < 0.01 * n
+
+
+def test_tensors_not_in_host_memory_get_a_device_error() -> None:
+    torch = pytest.importorskip("torch")
+    meta = torch.empty((50, 8), device="meta")
+    with pytest.raises(hardneg.DeviceError, match=r"embeddings is a torch tensor a meta tensor|meta tensor.*\.cpu\(\)"):
+        ClusterBatchSampler(meta, 16)
+    s = ClusterBatchSampler(torch.from_numpy(emb(50)).requires_grad_(), 16, cluster_size=4)
+    assert sum(map(len, s)) == 50

@@ -82,6 +82,9 @@ def __getattr__(name: str) -> object:
     if name == "losses" or name in _LOSS_NAMES:
         import importlib
 
+        from ._optional import require
+
+        require("torch", f"hardneg.{name}")  # one clear line, not an import traceback, without torch
         losses = importlib.import_module(".losses", __name__)
         return losses if name == "losses" else getattr(losses, name)
     if name == "ClusterBatchSampler":  # the sampler module is loaded on first use too

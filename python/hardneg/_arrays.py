@@ -3,11 +3,60 @@
 from __future__ import annotations
 
 import operator
+import sys
 from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import DTypeError, ParameterError, ShapeError
+from .errors import DeviceError, DTypeError, ParameterError, ShapeError
+
+
+#: The similarity names used across hardneg (mining's ``metric``, the losses' ``similarity``), as
+#: sentence-transformers' ``similarity_fn_name`` spells them; ``"ip"`` (FAISS's name for the inner
+#: product) is accepted for ``"dot"``.
+SIMILARITY_ALIASES = {"cosine": "cosine", "dot": "dot", "ip": "dot"}
+
+
+def similarity_name(value: Any, param: str) -> str:
+    """``"cosine"`` or ``"dot"`` for any accepted spelling, else :class:`ParameterError`."""
+    name = SIMILARITY_ALIASES.get(value) if isinstance(value, str) else None
+    if name is None:
+        raise ParameterError(f"{param} must be 'cosine' or 'dot' (the inner product; 'ip' is accepted too), got {value!r}")
+    return name
+
+
+def from_torch(x: Any, what: str) -> Any:
+    """A torch tensor as a numpy array (a view for CPU tensors numpy can hold; bfloat16 becomes
+    float32); anything else is returned unchanged. Tensors not in host memory (CUDA, MPS, meta)
+    raise :class:`DeviceError`: hardneg's search and mining read host memory."""
+    torch = sys.modules.get("torch")  # a tensor cannot exist unless torch is imported
+    if torch is None or not isinstance(x, torch.Tensor):
+        return x
+    if x.device.type != "cpu":
+        kind = "a meta tensor (it holds no data)" if x.device.type == "meta" else f"on {x.device}"
+        raise DeviceError(f"{what} is a torch tensor {kind}; hardneg reads it from host memory: "
+                          f"pass {what}.cpu() (the hardneg.losses work on any device directly)")
+    x = x.detach().resolve_conj().resolve_neg()
+    if x.dtype == torch.bfloat16:  # numpy has no bfloat16
+        x = x.float()
+    return x.numpy()
+
+
+def check_real_dtype(arr: Any, what: str) -> None:
+    """Raises :class:`DTypeError` unless ``arr`` (an array) holds real numbers; text gets a
+    pointer to the embedding step."""
+    dtype = np.dtype(arr.dtype)
+    if dtype.kind in "fiub":
+        return
+    texty = dtype.kind in "US" or (dtype.kind == "O" and arr.size > 0 and isinstance(arr.flat[0], (str, bytes)))
+    if texty:
+        raise DTypeError(
+            f"{what} holds text (dtype {dtype}) where embeddings are expected: embed the texts first, e.g. "
+            "model.encode(texts, normalize_embeddings=True) with a sentence-transformers model, or mine from the "
+            "texts directly with hardneg.integrations.sentence_transformers.mine_hard_negatives "
+            "(`hardneg mine-texts` on the command line)"
+        )
+    raise DTypeError(f"{what} has dtype {dtype}; pass real numbers (float32 preferred)")
 
 
 def as_matrix(x: Any, what: str) -> np.ndarray:
@@ -15,16 +64,12 @@ def as_matrix(x: Any, what: str) -> np.ndarray:
     if isinstance(x, np.ndarray):
         arr = x
     else:
-        if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor
-            x = x.detach().cpu()
-            if str(getattr(x, "dtype", "")) == "torch.bfloat16":
-                x = x.float()
+        x = from_torch(x, what)
         try:
             arr = np.asarray(x)
         except Exception as e:  # noqa: BLE001 - any conversion failure is a dtype problem here
             raise DTypeError(f"{what} could not be converted to a numeric array: {e}") from e
-    if arr.dtype.kind not in "fiub":
-        raise DTypeError(f"{what} has dtype {arr.dtype}; pass real numbers (float32 preferred)")
+    check_real_dtype(arr, what)
     if arr.ndim != 2:
         hint = "; for a single vector use x[None, :]" if arr.ndim == 1 else ""
         raise ShapeError(f"{what} must be 2-D [rows, dim], got shape {arr.shape}{hint}")
@@ -91,6 +136,7 @@ def rows_to_csr(lists: Any, rows: int, what: str, *, dtype: Any, allow_1d: bool 
     with -1) or real numbers (``dtype=np.float32``, padded with NaN), given as a padded 2-D
     array, a 1-D array of one value per row (when ``allow_1d``), or ``rows`` sequences."""
     ints = np.dtype(dtype).kind == "i"
+    lists = from_torch(lists, what)
     kinds, items, pad, seqs = ("iu", "integer ids", "-1", "int") if ints else ("fiu", "real numbers", "NaN", "float")
     if isinstance(lists, np.ndarray) or (hasattr(lists, "shape") and hasattr(lists, "dtype") and not isinstance(lists, (list, tuple))):
         arr = np.asarray(lists)

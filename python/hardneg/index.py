@@ -7,12 +7,11 @@ from typing import Any, Literal
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_id_matrix, as_matrix, as_queries, as_threads, id_lists_to_csr
-from .errors import ParameterError
+from ._arrays import as_count, as_id_matrix, as_matrix, as_queries, as_threads, id_lists_to_csr, similarity_name
 
 __all__ = ["FlatIndex", "topk", "Metric"]
 
-Metric = Literal["ip", "cosine"]
+Metric = Literal["dot", "cosine", "ip"]
 
 
 class FlatIndex:
@@ -28,8 +27,8 @@ class FlatIndex:
         Embeddings. A C-contiguous float32 array or ``np.memmap`` is borrowed without a copy
         (do not modify it while the index lives); other float dtypes or layouts are converted
         once. Checked once for NaN/Inf.
-    metric : {"ip", "cosine"}, default "ip"
-        Inner product, or cosine similarity. For cosine the corpus is not copied either: its
+    metric : {"dot", "cosine"}, default "dot"
+        Inner product (``"ip"`` is accepted for ``"dot"``), or cosine similarity. For cosine the corpus is not copied either: its
         inverse row norms are computed once and multiplied into the scores; queries are
         normalised into a copy. Zero rows score 0 against everything.
     threads : int, optional
@@ -41,17 +40,16 @@ class FlatIndex:
     >>> corpus = np.eye(4, dtype=np.float32)
     >>> index = hardneg.FlatIndex(corpus)
     >>> len(index), index.dim, index.metric
-    (4, 4, 'ip')
+    (4, 4, 'dot')
     >>> scores, ids = index.search(np.array([[0.1, 0.9, 0.5, 0.0]], np.float32), k=2)
     >>> ids.tolist()
     [[1, 2]]
     """
 
-    def __init__(self, corpus: Any, *, metric: Metric = "ip", threads: int | None = None) -> None:
-        if metric not in ("ip", "cosine"):
-            raise ParameterError(f"metric must be 'ip' or 'cosine', got {metric!r}")
+    def __init__(self, corpus: Any, *, metric: Metric = "dot", threads: int | None = None) -> None:
+        name = similarity_name(metric, "metric")
         arr = as_matrix(corpus, "corpus")
-        self._inner = _hardneg.FlatIndex(arr, metric=metric, threads=as_threads(threads))
+        self._inner = _hardneg.FlatIndex(arr, metric="ip" if name == "dot" else name, threads=as_threads(threads))
         self._corpus = arr
 
     def __len__(self) -> int:
@@ -67,8 +65,8 @@ class FlatIndex:
 
     @property
     def metric(self) -> Metric:
-        """``"ip"`` or ``"cosine"``."""
-        return self._inner.metric  # type: ignore[return-value]  # the extension says str
+        """``"dot"`` or ``"cosine"``."""
+        return similarity_name(self._inner.metric, "metric")  # type: ignore[return-value]  # the extension says "ip"
 
     @property
     def vectors(self) -> np.ndarray:
@@ -152,7 +150,7 @@ def topk(
     corpus: Any,
     k: int,
     *,
-    metric: Metric = "ip",
+    metric: Metric = "dot",
     exclude: Any = None,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -19,11 +19,11 @@ from typing import Any, Callable, Iterator, Union
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_matrix, as_threads, id_lists_to_csr
-from .errors import DTypeError, IdOutOfRangeError, InputFileError, NonFiniteError, ParameterError, ShapeError
+from ._arrays import as_count, as_matrix, as_threads, check_real_dtype, from_torch, id_lists_to_csr, similarity_name
+from .errors import IdOutOfRangeError, InputFileError, NonFiniteError, ParameterError, ShapeError
 from .hnsw import HnswIndex
 from .index import FlatIndex
-from .selection import SIMANS_A, SIMANS_B, STAT_NAMES, Sampling, add_stats, _opt_float, _seed, check_sampling
+from .selection import SIMANS_A, SIMANS_B, STAT_NAMES, Sampling, add_stats, _seed, check_filters, check_sampling
 
 __all__ = ["mine", "Mined", "default_range_max", "load_matrix"]
 
@@ -54,9 +54,11 @@ def default_range_max(range_min: int, num_negatives: int, max_positives: int, fi
 
 
 def load_matrix(x: Any, what: str) -> Any:
-    """Opens a ``.npy`` path read-only memory-mapped; arrays and :class:`FlatIndex` pass through.
+    """Opens a ``.npy`` path read-only memory-mapped; a CPU torch tensor becomes a numpy array;
+    arrays and :class:`FlatIndex` pass through.
 
-    Raises :class:`InputFileError` for a missing, unreadable or malformed file.
+    Raises :class:`InputFileError` for a missing, unreadable or malformed file, and
+    :class:`DeviceError` for a tensor not in host memory.
     """
     if isinstance(x, (str, os.PathLike)):
         path = os.fspath(x)
@@ -70,7 +72,7 @@ def load_matrix(x: Any, what: str) -> Any:
         if not isinstance(arr, np.ndarray):
             raise InputFileError(f"{what} file {path!r} is not a .npy array (an .npz archive?); save one array with numpy.save")
         return arr
-    return x
+    return from_torch(x, what)
 
 
 def _check_dim(arr: Any, what: str) -> None:
@@ -78,8 +80,7 @@ def _check_dim(arr: Any, what: str) -> None:
     dtype = getattr(arr, "dtype", None)
     if shape is None or dtype is None:
         return
-    if np.dtype(dtype).kind not in "fiub":
-        raise DTypeError(f"{what} has dtype {dtype}; pass real numbers (float32 preferred)")
+    check_real_dtype(arr, what)
     if len(shape) != 2:
         raise ShapeError(f"{what} must be 2-D [rows, dim], got shape {tuple(shape)}")
     if shape[0] == 0 or shape[1] == 0:
@@ -183,6 +184,58 @@ class Mined:
     def __len__(self) -> int:
         return int(self.negatives.shape[0])
 
+    def __repr__(self) -> str:
+        q, n = self.negatives.shape
+        found = int((self.negatives != -1).sum())
+        per_query = (self.negatives != -1).sum(axis=1)
+        short, empty = int((per_query < n).sum()), int((per_query == 0).sum())
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.params.items()
+                          if k != "num_negatives" and v is not None and not k.startswith("simans_"))
+        return (f"Mined(queries={q:,}, num_negatives={n}, found={found:,} of {q * n:,}, "
+                f"short_queries={short:,}, empty_queries={empty:,}{', ' if shown else ''}{shown})")
+
+    def to_dataset(self, query_texts: Any, corpus_texts: Any, format: str = "triplet", *, output_scores: bool = False,
+                   anchor_column: str = "anchor", positive_column: str = "positive") -> Any:
+        """The mined negatives as texts: a ``datasets.Dataset`` in sentence-transformers' layout.
+
+        The rows are those ``sentence_transformers.util.mine_hard_negatives`` returns for the same
+        negatives (see :mod:`hardneg.text_datasets`): one per (query, positive) pair and negative
+        (``"triplet"``), per pair with all its negatives (``"n-tuple"``: ``negative_1`` ...
+        ``negative_n``; pairs of queries short of negatives are left out), per pair with a list of
+        documents and labels (``"labeled-list"``), or per (query, document) (``"labeled-pair"``).
+        Missing negatives (``-1``) never become rows. Works the same on the result of
+        :func:`hardneg.load_mined` (a mining output directory).
+
+        Parameters
+        ----------
+        query_texts : sequence of str
+            The text of each query, in the order of the query embeddings.
+        corpus_texts : sequence of str
+            The text of each corpus row, in the order of the corpus embeddings.
+        format : {"triplet", "n-tuple", "labeled-list", "labeled-pair"}, default "triplet"
+        output_scores : bool, default False
+            Add the scores as sentence-transformers does (``scores``, or ``score`` for labeled pairs).
+        anchor_column, positive_column : str
+            Names of the query and positive columns.
+
+        Returns
+        -------
+        datasets.Dataset
+
+        Examples
+        --------
+        >>> import numpy as np, hardneg
+        >>> corpus = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.5, 0.5]], np.float32)
+        >>> mined = hardneg.mine(corpus[:1], corpus, positives=[0], num_negatives=2)
+        >>> ds = mined.to_dataset(["cats"], ["cat", "kitten", "car", "pet"])
+        >>> ds.column_names, list(ds["negative"])
+        (['anchor', 'positive', 'negative'], ['kitten', 'pet'])
+        """
+        from .text_datasets import mined_to_dataset
+
+        return mined_to_dataset(self, query_texts, corpus_texts, format, output_scores=output_scores,
+                                anchor_column=anchor_column, positive_column=positive_column)
+
     def summary(self) -> str:
         """A readable table of the score distributions and what each rule removed."""
         return format_summary(self.stats, self.params)
@@ -199,13 +252,18 @@ class Mined:
 
     def to_pandas(self) -> Any:
         """``to_arrow().to_pandas()``: a ``pandas.DataFrame`` with one row per query (list cells as arrays)."""
+        from ._optional import require
+
+        require("pandas", "Mined.to_pandas")
         return self.to_arrow().to_pandas()
 
 
 def to_arrow_table(query: np.ndarray, negatives: np.ndarray, scores: np.ndarray, positives: np.ndarray,
                    positive_scores: np.ndarray) -> Any:
     """The Arrow layout shared by :meth:`Mined.to_arrow` and the Parquet shards of ``mine_to_disk``."""
-    import pyarrow as pa
+    from ._optional import require
+
+    pa = require("pyarrow", "Mined.to_arrow")
 
     def fixed(a: np.ndarray, typ: Any) -> Any:
         width = a.shape[1]
@@ -266,22 +324,22 @@ class _Plan:
     def __init__(self, queries: Any, corpus: Any, positives: Any, *, num_negatives: Any, metric: Any, range_min: Any,
                  range_max: Any, min_score: Any, max_score: Any, absolute_margin: Any, relative_margin: Any,
                  sampling: Any, seed: Any, exclude: Any, threads: Any, simans_a: Any, simans_b: Any,
-                 chunk_size: Any) -> None:
+                 chunk_size: Any, exclude_self: Any = False) -> None:
         # Arguments first (cheap), then the arrays.
         self.num_negatives = as_count(num_negatives, "num_negatives")
         self.range_min = as_count(range_min, "range_min", minimum=0)
         self.sampling, self.simans_a, self.simans_b = check_sampling(sampling, simans_a, simans_b)
         self.seed = _seed(seed)
-        self.filters = {k: _opt_float(v, k) for k, v in zip(_FILTER_RULES, (absolute_margin, relative_margin,
-                                                                             max_score, min_score))}
+        self.filters = check_filters(min_score, max_score, absolute_margin, relative_margin)
         if (self.filters["min_score"] is not None and self.filters["max_score"] is not None
                 and self.filters["min_score"] > self.filters["max_score"]):
             raise ParameterError(f"min_score={min_score} is above max_score={max_score}, so no candidate could pass; "
                                  "lower min_score or raise max_score")
         self.threads = as_threads(threads)
         self.chunk_size = DEFAULT_CHUNK if chunk_size is None else as_count(chunk_size, "chunk_size")
-        if metric not in ("ip", "cosine"):
-            raise ParameterError(f"metric must be 'ip' or 'cosine', got {metric!r}")
+        metric = similarity_name(metric, "metric")
+        if not isinstance(exclude_self, (bool, np.bool_)):
+            raise ParameterError(f"exclude_self must be True or False, got {exclude_self!r}")
 
         self.queries = load_matrix(queries, "queries")
         _check_dim(self.queries, "queries")
@@ -303,7 +361,8 @@ class _Plan:
             raise ShapeError(f"queries have dimension {self.queries.shape[1]} but the corpus has dimension "
                              f"{self.index.dim}; embed both with the same model")
 
-        self.pos = _ids_to_csr(positives, self.rows, self.n, "positives", allow_1d=True)
+        self.pos = (_ids_to_csr(positives, self.rows, self.n, "positives", allow_1d=True) if positives is not None
+                    else (np.zeros(self.rows + 1, np.int64), np.zeros(0, np.int64)))
         self.pos_width = int(np.diff(self.pos[0]).max()) if self.rows else 0
         pos_counts = _unique_counts(*self.pos, self.n)
         self.max_positives = int(pos_counts.max()) if self.rows else 0
@@ -314,8 +373,14 @@ class _Plan:
             q = int(np.argmax(pos_counts == 0))
             raise ParameterError(f"query {q} has no positive, but {needs} is measured from the query's lowest positive "
                                  "score; give every query at least one positive, or drop the queries without one")
-        self.excl = (self.pos if exclude is None
-                     else _merge_csr(self.pos, _ids_to_csr(exclude, self.rows, self.n, "exclude", allow_1d=True)))
+        self.excl = self.pos
+        if exclude is not None:
+            self.excl = _merge_csr(self.excl, _ids_to_csr(exclude, self.rows, self.n, "exclude", allow_1d=True))
+        if exclude_self:
+            if self.rows > self.n:
+                raise ParameterError(f"exclude_self=True excludes corpus row i from query i, but there are {self.rows} "
+                                     f"queries for {self.n} corpus rows; mine the corpus against itself (queries = corpus)")
+            self.excl = _merge_csr(self.excl, (np.arange(self.rows + 1, dtype=np.int64), np.arange(self.rows, dtype=np.int64)))
         filtered = any(self.filters[k] is not None for k in ("absolute_margin", "relative_margin", "max_score"))
         if range_max is None:
             self.range_max = default_range_max(self.range_min, self.num_negatives, self.max_positives, filtered)
@@ -329,6 +394,20 @@ class _Plan:
                 f"num_negatives={self.num_negatives} is larger than the window: only {self.range_max - self.range_min} "
                 f"candidates remain after skipping the first range_min={self.range_min} of range_max={self.range_max}; "
                 "lower num_negatives or range_min, or raise range_max")
+        self._check_corpus_size()
+
+    def _check_corpus_size(self) -> None:
+        """A corpus too small to give any query ``num_negatives`` candidates is an error (with the
+        numbers), not a run that returns ``[Q, num_negatives]`` arrays of padding."""
+        excluded = _unique_counts(*self.excl, self.n)
+        most = self.n - (int(excluded.min()) if self.rows else 0)  # candidates of the least-excluded query
+        reachable = min(self.range_max, most) - self.range_min
+        if self.num_negatives > reachable:
+            besides = " besides its positives and exclusions" if most < self.n else ""
+            raise ParameterError(
+                f"num_negatives={self.num_negatives:,} cannot be found: the corpus has {self.n:,} rows, so a query has at "
+                f"most {most:,} candidates{besides}, and {max(reachable, 0):,} after skipping range_min={self.range_min}; "
+                f"lower num_negatives to at most {max(reachable, 0):,} (or range_min), or mine a larger corpus")
 
     def params(self) -> dict[str, Any]:
         """The resolved arguments that determine the output."""
@@ -388,8 +467,16 @@ class _Plan:
         return neg, sc, padded_ids, padded_scores, dict(stats)
 
 
+def _in_notebook() -> bool:
+    """Running in a Jupyter kernel (where stderr is no terminal but tqdm draws a widget)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
 def _progress_bar(progress: Progress, total: int, desc: str) -> tuple[Callable[[int], None], Callable[[], None]]:
-    """Returns ``(advance(n), close())`` for ``progress``: None = tqdm on a terminal, True/False, or a callable."""
+    """Returns ``(advance(n), close())`` for ``progress``: None = tqdm on a terminal or in a notebook,
+    True/False, or a callable."""
     if callable(progress) and not isinstance(progress, bool):
         done = [0]
 
@@ -398,7 +485,7 @@ def _progress_bar(progress: Progress, total: int, desc: str) -> tuple[Callable[[
             progress(done[0], total)
 
         return advance, lambda: None
-    show = sys.stderr.isatty() if progress is None else bool(progress)
+    show = (sys.stderr.isatty() or _in_notebook()) if progress is None else bool(progress)
     if not show:
         return (lambda n: None), (lambda: None)
     from tqdm.auto import tqdm
@@ -427,6 +514,7 @@ def mine(
     sampling: Sampling = "top",
     seed: int = 0,
     exclude: Any = None,
+    exclude_self: bool = False,
     threads: int | None = None,
     progress: Progress = None,
     simans_a: float = SIMANS_A,
@@ -453,11 +541,13 @@ def mine(
         its rescored candidates carry exact scores; ``range_max`` must be at most its
         ``expansion_search``). A float32 C-contiguous array or memmap is not copied, for either
         metric (a corpus larger than RAM works).
-    positives : int array (Q,) or (Q, P) padded with -1, list of int sequences, or .npy path
-        Each query's positive corpus ids; never returned as negatives.
+    positives : int array (Q,) or (Q, P) padded with -1, list of int sequences, .npy path, or None
+        Each query's positive corpus ids; never returned as negatives. ``None``: no positives.
     num_negatives : int, default 8
-    metric : {"cosine", "ip"}, default "cosine"
-        With a :class:`FlatIndex` it must match the index's metric.
+        At most what the corpus can offer a query; more raises :class:`ParameterError`.
+    metric : {"cosine", "dot"}, default "cosine"
+        ``"dot"`` is the inner product (``"ip"`` is accepted too). With a :class:`FlatIndex` it
+        must match the index's metric.
     range_min, range_max : int
         Survivors of rank ``< range_min`` are skipped; the candidate pool is the ``range_max``
         best after exclusions. Default ``range_max``: as sentence-transformers derives it,
@@ -470,12 +560,16 @@ def mine(
         Seed of the per-query random streams: the output is the same for a seed whatever
         ``threads`` and ``chunk_size``.
     exclude : int array (Q, m) padded with -1, list of int sequences, or .npy path, optional
-        More ids never returned per query (e.g. the query's own row, near-duplicates).
+        More ids never returned per query (e.g. near-duplicates).
+    exclude_self : bool, default False
+        Query ``i`` never gets corpus row ``i``: for mining a corpus against itself
+        (``queries`` = ``corpus``, NGAME- and GISTEmbed-style).
     threads : int, optional
         Worker threads (default: every core).
     progress : None, bool or callable, optional
-        ``None``: a tqdm bar when stderr is a terminal; ``True``/``False``: always/never;
-        a callable gets ``(queries_done, total)`` after each chunk.
+        ``None``: a tqdm bar (``tqdm.auto``: a widget in Jupyter, with ``ipywidgets``) when stderr
+        is a terminal or in a notebook; ``True``/``False``: always/never; a callable gets
+        ``(queries_done, total)`` after each chunk.
     simans_a, simans_b : float
         SimANS weights ``exp(-a * (s - p - b) ** 2)`` (defaults 0.5 and 0 as in the SimANS code).
     chunk_size : int, optional
@@ -501,7 +595,8 @@ def mine(
     Raises
     ------
     ParameterError
-        ``num_negatives`` larger than the window, ``range_min >= range_max``, unknown sampling,
+        ``num_negatives`` larger than the window or than what the corpus holds,
+        ``range_min >= range_max``, unknown sampling,
         a query without positive when a margin or SimANS needs one (that is an error: drop such
         queries or give them a positive), mismatched metric.
     IdOutOfRangeError, NonFiniteError, ShapeError, DTypeError, InputFileError
@@ -525,7 +620,7 @@ def mine(
     plan = _Plan(queries, corpus, positives, num_negatives=num_negatives, metric=metric, range_min=range_min,
                  range_max=range_max, min_score=min_score, max_score=max_score, absolute_margin=absolute_margin,
                  relative_margin=relative_margin, sampling=sampling, seed=seed, exclude=exclude, threads=threads,
-                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size)
+                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size, exclude_self=exclude_self)
     plan.check_queries_finite()
     rows, n = plan.rows, plan.num_negatives
     negatives = np.full((rows, n), -1, np.int64)

@@ -1,8 +1,11 @@
 """Resumable mining jobs: :func:`mine_to_disk`, :func:`load_mined` and ``hardneg mine``.
 
 The output directory holds Parquet shards ``part-00000.parquet``, ... (one per ``shard_size``
-queries, columns as :meth:`Mined.to_arrow`) and ``manifest.json``. Each shard is written to a
-temporary file and atomically renamed, then the manifest (also replaced atomically) records it.
+queries, columns as :meth:`Mined.to_arrow`) and nothing else a Parquet reader would open: the
+bookkeeping files start with a dot (``.manifest.json``, ``.lock``, temporary ``.part-*.tmp``), which
+pandas, pyarrow, polars and Hugging Face datasets all skip, so each of them reads the directory as
+one table. Each shard is written to a temporary file and atomically renamed, then the manifest
+(also replaced atomically) records it.
 Killed at any moment (SIGKILL included), the job run again with the same arguments recomputes
 only the shards the manifest does not list; mining is deterministic, so the final output is
 identical to an uninterrupted run, without a row lost or duplicated. The manifest stores a
@@ -17,6 +20,7 @@ import hashlib
 import json
 import os
 import sys
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -37,7 +41,10 @@ __all__ = ["mine_to_disk", "load_mined", "add_mine_parser", "DEFAULT_SHARD_SIZE"
 
 #: Queries per Parquet shard when ``shard_size`` is not given.
 DEFAULT_SHARD_SIZE = 50_000
-MANIFEST = "manifest.json"
+MANIFEST = ".manifest.json"
+#: Where directories written by earlier versions keep their manifest: among the shards, where
+#: Parquet readers try to open it as a shard.
+OLD_MANIFEST = "manifest.json"
 FORMAT = "hardneg-mine"
 VERSION = 1
 _SAMPLED_ROWS = 4096
@@ -78,8 +85,14 @@ def _fingerprint(job: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
 
 
+def _tmp_path(path: str) -> str:
+    """The temporary name of ``path`` while it is written: a dotfile, so readers skip it."""
+    head, name = os.path.split(path)
+    return os.path.join(head, f"{name}.tmp" if name.startswith(".") else f".{name}.tmp")
+
+
 def _write_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp"
+    tmp = _tmp_path(path)
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -140,9 +153,27 @@ class _Lock:
             os.close(self.fd)
 
 
+def _convert_old_layout(out_dir: str) -> None:
+    """Moves an old-layout ``manifest.json`` of hardneg's to ``.manifest.json`` (atomic rename)."""
+    old, new = os.path.join(out_dir, OLD_MANIFEST), os.path.join(out_dir, MANIFEST)
+    if os.path.exists(new) or not os.path.exists(old):
+        return
+    try:
+        with open(old, encoding="utf-8") as f:
+            ours = json.load(f).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if ours:
+        os.replace(old, new)
+        _fsync_dir(out_dir)
+
+
 def _open_dir(out_dir: str, job: dict[str, Any], fingerprint: str) -> dict[str, Any]:
     """Returns the manifest to continue from (a new one for a new directory)."""
+    _convert_old_layout(out_dir)
     path = os.path.join(out_dir, MANIFEST)
+    if os.path.exists(os.path.join(out_dir, OLD_MANIFEST)) and not os.path.exists(path):
+        raise OutputDirError(f"{out_dir!r} holds a manifest.json that hardneg did not write; choose another output directory")
     if os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as f:
@@ -150,7 +181,7 @@ def _open_dir(out_dir: str, job: dict[str, Any], fingerprint: str) -> dict[str, 
         except (OSError, ValueError) as e:
             raise OutputDirError(f"{path!r} is not a readable hardneg manifest ({e}); choose another output directory") from e
         if manifest.get("format") != FORMAT:
-            raise OutputDirError(f"{out_dir!r} holds a manifest.json that hardneg did not write; choose another output directory")
+            raise OutputDirError(f"{out_dir!r} holds a {MANIFEST} that hardneg did not write; choose another output directory")
         if manifest.get("fingerprint") != fingerprint:
             changes = _diff(manifest.get("job", {}), job)
             detail = "; ".join(changes) if changes else "the inputs differ"
@@ -184,6 +215,7 @@ def mine_to_disk(
     sampling: Sampling = "top",
     seed: int = 0,
     exclude: Any = None,
+    exclude_self: bool = False,
     threads: int | None = None,
     progress: Progress = None,
     simans_a: float = SIMANS_A,
@@ -195,10 +227,17 @@ def mine_to_disk(
 
     Arguments are those of :func:`hardneg.mine`, plus ``out_dir`` and ``shard_size`` (queries
     per shard, default 50,000). Every ``shard_size`` queries a shard ``part-NNNNN.parquet`` is
-    written (temporary file, then atomic rename) and recorded in ``manifest.json`` (replaced
+    written (temporary file, then atomic rename) and recorded in ``.manifest.json`` (replaced
     atomically). Run again with the same arguments after a crash or a kill, the job skips the
     recorded shards and recomputes the rest: the final output is identical to an uninterrupted
-    run. A finished directory is just loaded.
+    run. A finished directory is just loaded (and one written by an older hardneg, with
+    ``manifest.json`` among the shards, is converted to the current layout).
+
+    Only the shards end in ``.parquet`` and every other file starts with a dot, so the directory
+    reads as one table with ``pandas.read_parquet(out_dir)``, ``pyarrow.dataset.dataset(out_dir)``,
+    ``polars.scan_parquet(f"{out_dir}/*.parquet")`` or
+    ``datasets.load_dataset("parquet", data_dir=out_dir)`` (rows in query order after sorting by
+    the ``query`` column).
 
     The manifest holds a fingerprint of every argument that changes the output (``threads``,
     ``chunk_size`` and ``progress`` do not) and of the inputs (shape, dtype and content digest:
@@ -222,8 +261,8 @@ def mine_to_disk(
     >>> corpus = rng.standard_normal((400, 8), dtype=np.float32)
     >>> out = os.path.join(tempfile.mkdtemp(), "mined")
     >>> mined = hardneg.mine_to_disk(corpus[:30], corpus, np.arange(30), out, num_negatives=3, shard_size=8)
-    >>> sorted(os.listdir(out))[:2], mined.negatives.shape
-    (['.lock', 'manifest.json'], (30, 3))
+    >>> sorted(os.listdir(out)), mined.negatives.shape
+    (['.lock', '.manifest.json', 'part-00000.parquet', 'part-00001.parquet', 'part-00002.parquet', 'part-00003.parquet'], (30, 3))
     >>> again = hardneg.mine_to_disk(corpus[:30], corpus, np.arange(30), out, num_negatives=3, shard_size=8)
     >>> bool((again.negatives == mined.negatives).all())
     True
@@ -234,16 +273,14 @@ def mine_to_disk(
     True
     """
     from ._arrays import as_count
+    from ._optional import require
 
-    try:
-        import pyarrow.parquet  # noqa: F401
-    except ImportError as e:  # pragma: no cover - pyarrow is installed by the parquet/test extras
-        raise ImportError("mine_to_disk writes Parquet and needs pyarrow: pip install 'hardneg[parquet]'") from e
+    require("pyarrow", "mine_to_disk (Parquet output)")
     shard = DEFAULT_SHARD_SIZE if shard_size is None else as_count(shard_size, "shard_size")
     plan = _Plan(queries, corpus, positives, num_negatives=num_negatives, metric=metric, range_min=range_min,
                  range_max=range_max, min_score=min_score, max_score=max_score, absolute_margin=absolute_margin,
                  relative_margin=relative_margin, sampling=sampling, seed=seed, exclude=exclude, threads=threads,
-                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size)
+                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size, exclude_self=exclude_self)
     out = os.fspath(out_dir)
     if os.path.exists(out) and not os.path.isdir(out):
         raise OutputDirError(f"{out!r} exists and is not a directory; choose a directory path")
@@ -254,7 +291,7 @@ def mine_to_disk(
     with _Lock(out):
         manifest = _open_dir(out, job, fingerprint)
         for e in os.listdir(out):
-            if e.endswith(".tmp"):
+            if e.endswith(".tmp"):  # a write cut short (old-layout names had no leading dot)
                 os.remove(os.path.join(out, e))
         mpath = os.path.join(out, MANIFEST)
         if not os.path.exists(mpath):
@@ -292,7 +329,7 @@ def _run_shards(plan: _Plan, out: str, manifest: dict[str, Any], shard: int, pro
             neg, sc, pi, ps = (np.concatenate([p[j] for p in parts]) for j in range(4))
             table = to_arrow_table(np.arange(a, b, dtype=np.int64), neg, sc, pi, ps)
             name = _shard_name(i)
-            tmp = os.path.join(out, f"{name}.tmp")
+            tmp = _tmp_path(os.path.join(out, name))
             pq.write_table(table, tmp, compression="zstd")
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
@@ -314,7 +351,9 @@ def _run_shards(plan: _Plan, out: str, manifest: dict[str, Any], shard: int, pro
 def load_mined(out_dir: str | os.PathLike[str]) -> Mined:
     """Reads the result of a finished :func:`mine_to_disk` job (or ``hardneg mine --out DIR``).
 
-    Raises :class:`OutputDirError` if ``out_dir`` holds no finished job.
+    Raises :class:`OutputDirError` if ``out_dir`` holds no finished job. A directory written by
+    an older hardneg (``manifest.json`` among the shards) is read too, with a warning that says
+    how to convert it so other Parquet readers open it.
 
     Examples
     --------
@@ -325,16 +364,23 @@ def load_mined(out_dir: str | os.PathLike[str]) -> Mined:
     ...     print("no hardneg mining output" in str(e))
     True
     """
-    import pyarrow as pa
+    from ._optional import require
+
+    pa = require("pyarrow", "load_mined (Parquet input)")
     import pyarrow.parquet as pq
 
     out = os.fspath(out_dir)
     path = os.path.join(out, MANIFEST)
+    if not os.path.exists(path) and os.path.exists(os.path.join(out, OLD_MANIFEST)):
+        path = os.path.join(out, OLD_MANIFEST)
+        warnings.warn(f"{out!r} has the old hardneg layout: its manifest.json sits among the shards, where pandas, "
+                      f"pyarrow and datasets try to read it as Parquet. Rename it to {MANIFEST} (or rerun the same "
+                      "hardneg mine command, which converts the directory)", UserWarning, stacklevel=2)
     try:
         with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
     except (OSError, ValueError) as e:
-        raise OutputDirError(f"{out!r} holds no hardneg mining output (no readable manifest.json)") from e
+        raise OutputDirError(f"{out!r} holds no hardneg mining output (no readable {MANIFEST})") from e
     if manifest.get("format") != FORMAT:
         raise OutputDirError(f"{out!r} holds no hardneg mining output (unknown manifest format)")
     if not manifest.get("complete"):
@@ -369,34 +415,31 @@ def load_mined(out_dir: str | os.PathLike[str]) -> Mined:
 
 def add_mine_parser(sub: Any) -> None:
     """Adds the ``mine`` subcommand to the ``hardneg`` parser."""
+    from .cli import HelpFormatter, add_selection_options
+
     p = sub.add_parser(
         "mine",
         help="mine hard negatives from .npy embeddings into resumable Parquet shards",
         description="Mine hard negatives: exact search, filters, rank window, sampling. Writes Parquet shards and a "
-        "manifest to --out as it goes; rerun the same command after an interruption to resume.",
+        "manifest to --out as it goes; rerun the same command after an interruption to resume. For texts, see "
+        "`hardneg mine-texts`.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--queries", required=True, help="query embeddings, .npy [Q, d]")
     p.add_argument("--corpus", required=True, help="corpus embeddings, .npy [N, d] (memory-mapped)")
     p.add_argument("--positives", required=True, help="positive corpus ids, .npy int [Q] or [Q, P] padded with -1")
     p.add_argument("--exclude", help="more excluded ids, .npy int [Q, m] padded with -1")
+    p.add_argument("--exclude-self", action="store_true", help="query i never gets corpus row i (queries = corpus)")
     p.add_argument("--out", required=True, help="output directory (created; resumed if it holds this job)")
-    p.add_argument("--num-negatives", type=int, default=8)
-    p.add_argument("--metric", choices=["cosine", "ip"], default="cosine")
-    p.add_argument("--range-min", type=int, default=0)
-    p.add_argument("--range-max", type=int, default=None, help="default: as sentence-transformers derives it")
-    p.add_argument("--min-score", type=float, default=None)
-    p.add_argument("--max-score", type=float, default=None)
-    p.add_argument("--absolute-margin", type=float, default=None)
-    p.add_argument("--relative-margin", type=float, default=None, help="0.05 = NV-Retriever TopK-PercPos 95%%")
-    p.add_argument("--sampling", default="top", help="top, random or simans")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--simans-a", type=float, default=SIMANS_A)
-    p.add_argument("--simans-b", type=float, default=SIMANS_B)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--metric", choices=["cosine", "dot", "ip"], default="cosine", help="similarity ('ip' = 'dot')")
+    add_selection_options(p, num_negatives=8)
+    p.add_argument("--simans-a", type=float, default=SIMANS_A, help="SimANS weight exp(-a (s - p - b)^2): a")
+    p.add_argument("--simans-b", type=float, default=SIMANS_B, help="SimANS weight: b")
     p.add_argument("--chunk-size", type=int, default=None, help="queries per search call (default 8192)")
     p.add_argument("--shard-size", type=int, default=None, help=f"queries per Parquet shard (default {DEFAULT_SHARD_SIZE})")
     bar = p.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show the progress bar")
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="always show the progress bar (default: when stderr is a terminal)")
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
     p.set_defaults(run=run_mine_command)
 
@@ -408,7 +451,7 @@ def run_mine_command(args: argparse.Namespace) -> int:
             args.queries, args.corpus, args.positives, args.out, num_negatives=args.num_negatives, metric=args.metric,
             range_min=args.range_min, range_max=args.range_max, min_score=args.min_score, max_score=args.max_score,
             absolute_margin=args.absolute_margin, relative_margin=args.relative_margin, sampling=args.sampling,
-            seed=args.seed, exclude=args.exclude, threads=args.threads, progress=args.progress, simans_a=args.simans_a,
+            seed=args.seed, exclude=args.exclude, exclude_self=args.exclude_self, threads=args.threads, progress=args.progress, simans_a=args.simans_a,
             simans_b=args.simans_b, chunk_size=args.chunk_size, shard_size=args.shard_size)
     except HardnegError as e:
         print(f"hardneg mine: error: {e}", file=sys.stderr)

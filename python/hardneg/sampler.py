@@ -11,33 +11,56 @@ from __future__ import annotations
 import hashlib
 import operator
 import sys
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Hashable, Iterator, Mapping
 
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_matrix, as_threads
+from ._arrays import as_count, as_matrix, as_threads, from_torch
 from .cluster import n_clusters_for
-from .errors import ParameterError, ShapeError
+from ._warnings import warn
+from .errors import DTypeError, ParameterError, ShapeError
 
 __all__ = ["ClusterBatchSampler"]
 
 Schedule = Mapping[int, int] | Callable[[int], int]
 
+#: Share of an epoch's rows whose group key cannot be placed above which the sampler warns (once).
+DROP_WARNING_SHARE = 0.01
+
 
 def _dense_group_keys(group_keys: Any, n: int) -> np.ndarray:
-    """Dense uint32 key ids (first-appearance order) for any 1-D sequence of hashable keys."""
-    arr = group_keys if isinstance(group_keys, np.ndarray) else np.asarray(group_keys, dtype=object if not len(group_keys) else None)
-    if arr.ndim != 1:
-        raise ShapeError(f"group_keys must be 1-D (one key per row), got shape {arr.shape}")
-    if arr.shape[0] != n:
-        raise ShapeError(f"group_keys has {arr.shape[0]} entries but there are {n} rows; give one key per row")
-    if arr.dtype.kind in "iub":
-        keys = np.ascontiguousarray(arr.astype(np.int64, copy=False)).view(np.uint64)
-        ids, _ = _hardneg.dense_keys(keys)
-        return ids
-    seen: dict[Any, int] = {}
-    return np.fromiter((seen.setdefault(k, len(seen)) for k in arr.tolist()), dtype=np.uint32, count=n)
+    """Dense uint32 key ids (in order of first appearance) of one hashable key per row.
+
+    Memory is proportional to the number of keys, whatever their length: the keys are never
+    copied into a fixed-width array. Integer arrays are interned in Rust; other keys (texts,
+    tuples, ...) by dictionary passes that run in C (``dict.fromkeys``, ``dict.update``, ``map``)
+    with Python's exact equality, so distinct keys never collide.
+    """
+    keys = from_torch(group_keys, "group_keys")
+    if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__"):
+        raise DTypeError(f"group_keys must be a sequence of one hashable key per row, got {type(keys).__name__}")
+    if isinstance(keys, np.ndarray):
+        if keys.ndim != 1:
+            raise ShapeError(f"group_keys must be 1-D (one key per row), got shape {keys.shape}")
+        if keys.dtype.kind in "iub":
+            if keys.shape[0] != n:
+                raise ShapeError(f"group_keys has {keys.shape[0]} entries but there are {n} rows; give one key per row")
+            ids, _ = _hardneg.dense_keys(np.ascontiguousarray(keys.astype(np.int64, copy=False)).view(np.uint64))
+            return ids
+        keys = keys.tolist()
+    elif not isinstance(keys, (list, tuple)):
+        keys = list(keys)  # any iterable (a datasets Column, a pandas Series, a generator)
+    if len(keys) != n:
+        raise ShapeError(f"group_keys has {len(keys)} entries but there are {n} rows; give one key per row")
+    try:
+        first = dict.fromkeys(keys)
+    except TypeError:
+        bad = next(i for i, k in enumerate(keys) if not isinstance(k, Hashable))
+        raise DTypeError(f"group_keys[{bad}] is a {type(keys[bad]).__name__}, which is not hashable; give one "
+                         "hashable key per row (a str, an int, a tuple)") from None
+    first.update(zip(first, range(len(first))))  # values only change: the dict is not resized or reordered
+    return np.fromiter(map(first.__getitem__, keys), dtype=np.uint32, count=n)
 
 
 def _distributed() -> tuple[int, int] | None:
@@ -90,7 +113,11 @@ class ClusterBatchSampler:
         of a batch share a key, so a batch never holds a false negative that duplicates a
         positive. A row whose key is already in its batch is deferred (in order, per key) to
         the next batch that can take it; rows still deferred after the last batch are dropped
-        (counted in :attr:`dropped`), and the last batches may then be short. Linear time.
+        (counted in :attr:`dropped`; a ``UserWarning`` with the numbers and the remedies is
+        issued once when an epoch drops 1 % of the rows or more), and the last batches may then
+        be short. Any iterable of hashable keys (texts, ints, tuples; a list, a numpy array, a
+        ``datasets`` column); memory is proportional to the number of keys, not their length.
+        Linear time.
     drop_last : bool, default False
         Drop the last, partial batch. With several replicas: drop the global batches beyond a
         multiple of ``num_replicas`` (otherwise the first batches are repeated to fill the last
@@ -219,6 +246,7 @@ class ClusterBatchSampler:
         self._keys = None if group_keys is None else _dense_group_keys(group_keys, n)
         self._clusterings: dict[int, tuple[np.ndarray, int, float, str]] = {}
         self._plan_cache: tuple[tuple[int, str], np.ndarray, np.ndarray, int] | None = None
+        self._drop_warned = False
         self.epoch = 0
         self._advance = False
         self._resume = 0
@@ -318,7 +346,30 @@ class ClusterBatchSampler:
                 epoch=epoch,
             )
             self._plan_cache = (key, rows, offsets, dropped)
+            if dropped >= DROP_WARNING_SHARE * len(labels) and not self._drop_warned:
+                self._drop_warned = True
+                warn(self._drop_message(epoch, dropped))
         return self._plan_cache[1], self._plan_cache[2], self._plan_cache[3]
+
+    def _drop_message(self, epoch: int, dropped: int) -> str:
+        assert self._keys is not None  # only keys make rows unplaceable
+        n = len(self._keys)
+        counts = np.bincount(self._keys)
+        distinct, top = len(counts), int(counts.max())
+        if distinct < self.batch_size:
+            why = (f"there are only {distinct:,} distinct keys, so a batch of {self.batch_size} holds at most "
+                   f"{distinct:,} rows")
+            fix = f"lower batch_size to at most {distinct:,}, "
+        else:
+            why = (f"{distinct:,} distinct keys; the most frequent one has {top:,} rows for {self._global_batches:,} "
+                   "batches, and rows of a cluster compete for the same batches")
+            fix = "lower batch_size or cluster_size, "
+        return (
+            f"ClusterBatchSampler leaves {dropped:,} of {n:,} rows ({dropped / n:.1%}) out of epoch {epoch}: no batch "
+            f"may hold two rows with the same group key, and {why}. To keep them: {fix}use group_keys that repeat "
+            "less (for example the positive text rather than a label), or group_keys=None. sampler.dropped gives "
+            "the count of the current epoch."
+        )
 
     def _rank_batches(self) -> range | list[int]:
         nb, w = self._global_batches, self.num_replicas

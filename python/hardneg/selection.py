@@ -14,10 +14,11 @@ from typing import Any, Literal, Mapping, NamedTuple
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_threads, rows_to_csr
+from ._arrays import as_count, as_threads, from_torch, rows_to_csr
+from ._warnings import warn
 from .errors import DTypeError, ParameterError, ShapeError
 
-__all__ = ["select_negatives", "Selection", "Sampling", "SIMANS_A", "SIMANS_B", "STAT_NAMES"]
+__all__ = ["select_negatives", "Selection", "Sampling", "SIMANS_A", "SIMANS_B", "STAT_NAMES", "check_filters"]
 
 Sampling = Literal["top", "random", "simans"]
 
@@ -56,6 +57,22 @@ def _opt_float(x: Any, name: str) -> float | None:
     if not math.isfinite(v):
         raise ParameterError(f"{name} must be a finite number, got {v}")
     return v
+
+
+def check_filters(min_score: Any, max_score: Any, absolute_margin: Any, relative_margin: Any) -> dict[str, float | None]:
+    """The four filter values as floats (or None), checked; warns when ``relative_margin`` looks like
+    a percentage."""
+    f = {"absolute_margin": _opt_float(absolute_margin, "absolute_margin"),
+         "relative_margin": _opt_float(relative_margin, "relative_margin"),
+         "max_score": _opt_float(max_score, "max_score"), "min_score": _opt_float(min_score, "min_score")}
+    m = f["relative_margin"]
+    if m is not None and m > 1.0:
+        warn(
+            f"relative_margin={m:g} keeps only candidates scoring below p - {m:g} * |p| (p: the query's lowest "
+            f"positive score), which removes every candidate of a query whose positive scores above 0. It is a "
+            f"fraction of the positive's score: did you mean relative_margin={m / 100:g} ({m:g} %)?"
+        )
+    return f
 
 
 def _seed(x: Any, name: str = "seed") -> int:
@@ -194,8 +211,8 @@ def select_negatives(
     >>> hardneg.select_negatives(scores, ids, num_negatives=2, range_min=1, sampling="random", seed=3).negatives.shape
     (1, 2)
     """
-    s = np.asarray(candidate_scores)
-    i = np.asarray(candidate_ids)
+    s = np.asarray(from_torch(candidate_scores, "candidate_scores"))
+    i = np.asarray(from_torch(candidate_ids, "candidate_ids"))
     if s.dtype.kind not in "fiu":
         raise DTypeError(f"candidate_scores must hold real numbers, got dtype {s.dtype}")
     if i.dtype.kind not in "iu":
@@ -217,10 +234,7 @@ def select_negatives(
         num_negatives=as_count(num_negatives, "num_negatives"),
         range_min=as_count(range_min, "range_min", minimum=0),
         range_max=None if range_max is None else as_count(range_max, "range_max"),
-        min_score=_opt_float(min_score, "min_score"),
-        max_score=_opt_float(max_score, "max_score"),
-        absolute_margin=_opt_float(absolute_margin, "absolute_margin"),
-        relative_margin=_opt_float(relative_margin, "relative_margin"),
+        **check_filters(min_score, max_score, absolute_margin, relative_margin),
         sampling=sampling,
         simans_a=a,
         simans_b=b,

@@ -1,7 +1,8 @@
 """Drop-in replacements for other libraries' mining functions, backed by hardneg.
 
 * :mod:`hardneg.integrations.sentence_transformers`: ``mine_hard_negatives`` with the arguments
-  and output of ``sentence_transformers.util.mine_hard_negatives``.
+  and output of ``sentence_transformers.util.mine_hard_negatives``, and
+  ``ClusterBatchSamplerFactory``, cluster-balanced batches for the sentence-transformers trainer.
 
 The submodules import their library lazily, so importing this package costs nothing.
 """

@@ -15,25 +15,14 @@ Same arguments and the same ``datasets.Dataset`` as
 * ``sampling_strategy="random"`` (and hardneg's ``"simans"``) take a ``seed`` and are
   reproducible; sentence-transformers draws from Python's global ``random``.
 
-Where sentence-transformers is wrong, this function differs on purpose (each difference is
-tested in ``tests/test_integration_st.py``):
-
-1. **num_negatives larger than the window.** sentence-transformers only checks ``num_negatives``
-   against ``range_max - range_min``. When the corpus itself is too small to fill the window
-   (a corpus of N documents offers a query with ``p`` positives at most ``N - p`` candidates),
-   it runs to the end and silently returns fewer negatives than asked for every query: an
-   empty data set with ``output_format="n-tuple"``. Here that raises a
-   :class:`hardneg.ParameterError` naming the numbers, before anything is embedded when the
-   sizes are known from the texts.
-2. **The count of missing negatives.** sentence-transformers' "Could not find enough negatives
-   for N samples" counts missing *triplet rows* in the triplet format (a query short of one
-   negative with 3 positives counts 3; short of 5 negatives counts 5 x positives), only rows
-   with no negative at all in the labeled-list format, and duplicate (anchor, positive) rows as
-   missing negatives in the labeled-pair format. Here the report counts, whatever the format,
-   the queries that got fewer than ``num_negatives`` negatives and the negatives missing in
-   total (``return_stats=True`` returns them).
-3. sentence-transformers' GPU-FAISS cap of ``range_max`` to 2048 does not apply (hardneg has no
-   ``k`` limit).
+Where queries get fewer negatives than asked (a corpus too small for the window, filters that
+remove too many candidates) it behaves as sentence-transformers: the rows found are returned and
+``verbose`` prints the same report, "Could not find enough negatives for N samples ... Consider
+adjusting the range_max parameter ...", with sentence-transformers' own counts (of missing
+output rows, per format). ``return_stats=True`` also returns per-query counts.
+(:func:`hardneg.mine` raises :class:`hardneg.ParameterError` instead when ``num_negatives`` does
+not fit the window.) sentence-transformers' GPU-FAISS cap of ``range_max`` to 2048 does not
+apply: hardneg has no ``k`` limit.
 
 Examples
 --------
@@ -50,18 +39,19 @@ import hashlib
 import logging
 import os
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ..errors import ParameterError
 from ..index import FlatIndex
 from ..mining import _csr_to_padded, default_range_max
+from ..text_datasets import build_dataset
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
 
-__all__ = ["mine_hard_negatives", "derive_range_max"]
+__all__ = ["mine_hard_negatives", "derive_range_max", "ClusterBatchSamplerFactory"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +78,19 @@ def _check_int(x: Any, name: str) -> int:
     if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
         raise ParameterError(f"{name} must be an integer, got {type(x).__name__} {x!r}")
     return int(x)
+
+
+def _check_model(model: Any, what: str = "model", cls: str = "SentenceTransformer") -> None:
+    """A path or a name where a loaded model is expected gets an error saying so (``str.encode``
+    would otherwise fail deep inside with "encode() takes at most 2 arguments")."""
+    if isinstance(model, (str, bytes, os.PathLike)):
+        raise ParameterError(
+            f"{what} must be a loaded {cls}, got the {'path' if os.path.exists(os.fspath(model)) else 'name'} "
+            f"{os.fspath(model)!r}; load it first: {what} = sentence_transformers.{cls}({os.fspath(model)!r})"
+        )
+    method = "encode" if cls == "SentenceTransformer" else "predict"
+    if not callable(getattr(model, method, None)):
+        raise ParameterError(f"{what} must be a {cls} (an object with a .{method}() method), got {type(model).__name__}")
 
 
 def _encode(model: Any, texts: list[str], *, kind: str, pool: Any, batch_size: int, prompt_name: str | None,
@@ -163,16 +166,15 @@ def mine_hard_negatives(
     defaults and meaning; see its documentation) and returns the same ``datasets.Dataset``. The
     search is hardneg's exact fused top-k (``use_faiss`` and ``faiss_batch_size`` are accepted
     and ignored: results equal FAISS ``IndexFlatIP`` on CPU), the selection is
-    :func:`hardneg.select_negatives`. The module docstring lists where the result deliberately
-    differs from sentence-transformers (clear error when the corpus cannot fill the window, a
-    correct count of queries short of negatives, no GPU-FAISS cap).
+    :func:`hardneg.select_negatives`. Queries short of negatives keep the rows found, and
+    ``verbose`` prints sentence-transformers' report of them.
 
     Parameters
     ----------
     dataset : datasets.Dataset
         (anchor, positive) pairs; a repeated anchor means several positives for one query.
     model : SentenceTransformer
-        Embeds the texts (``encode_query`` / ``encode_document`` with
+        A loaded model (a path raises :class:`hardneg.ParameterError` saying to load it). Embeds the texts (``encode_query`` / ``encode_document`` with
         ``normalize_embeddings=True``). Its ``similarity_fn_name`` must be ``"cosine"`` or
         ``"dot"`` (the same inner product on normalised embeddings).
     anchor_column_name, positive_column_name, corpus, cross_encoder, range_min, range_max, \
@@ -191,8 +193,9 @@ verbose, cache_folder, as_triplets, margin
         Threads of the search (default: every core). Results do not depend on it.
     return_stats : bool, default False
         Also return a dict of statistics: ``queries``, ``queries_short`` (queries with fewer than
-        ``num_negatives`` negatives), ``negatives_missing``, ``skipped`` (candidates removed by each
-        rule) and ``range_max``.
+        ``num_negatives`` negatives), ``negatives_missing`` (in total, whatever the format; the
+        printed report counts missing output rows as sentence-transformers does), ``skipped``
+        (candidates removed by each rule, each counted once) and ``range_max``.
 
     Returns
     -------
@@ -216,13 +219,15 @@ verbose, cache_folder, as_triplets, margin
     >>> out.column_names, out[0]
     (['q', 'doc', 'negative'], {'q': 'aab', 'doc': 'aabb', 'negative': 'abab'})
     """
-    try:
-        from datasets import Dataset
-    except ImportError as e:  # pragma: no cover - datasets is a dependency of the extra
-        raise ImportError("mine_hard_negatives needs `datasets`: pip install 'hardneg[sentence-transformers]'") from e
+    from .._optional import require
+
+    require("datasets", "mine_hard_negatives")  # fail here, before any work, when it is missing
     from .. import select_negatives
 
     # ---- arguments, checked as sentence-transformers does (same rules, typed errors) ----
+    _check_model(model)
+    if cross_encoder is not None:
+        _check_model(cross_encoder, "cross_encoder", "CrossEncoder")
     if len(dataset) == 0:
         raise ParameterError("The dataset is empty. Please provide a non-empty dataset.")
     faiss_batch_size = _check_int(faiss_batch_size, "faiss_batch_size")
@@ -305,17 +310,6 @@ verbose, cache_folder, as_triplets, margin
         if c not in lst:
             lst.append(c)
     n_pos = np.array([len(p) for p in pos_lists], dtype=np.int64)
-
-    # Fix 1: a corpus too small to fill the window for any query is an error, not an empty result.
-    fewest_candidates = n_corpus - (0 if include_positives else int(n_pos.min()))
-    reachable = min(range_max, fewest_candidates) - range_min
-    if num_negatives > reachable:
-        raise ParameterError(
-            f"Cannot mine {num_negatives} negatives per query: the corpus has {n_corpus} distinct documents, so "
-            f"every query has at most {fewest_candidates} candidates"
-            f"{'' if include_positives else ' besides its positives'}, and {max(reachable, 0)} after skipping "
-            f"range_min={range_min}. Add documents with `corpus=`, or decrease num_negatives or range_min."
-        )
 
     if n_queries != len(queries_all) and verbose:
         print(f"Found {n_queries} unique queries out of {len(queries_all)} total queries.")
@@ -432,7 +426,7 @@ verbose, cache_folder, as_triplets, margin
         absolute_margin=absolute_margin, relative_margin=relative_margin,
         sampling=sampling_strategy, seed=seed, simans_a=simans_a, simans_b=simans_b,
     )
-    neg_ids, neg_scores, skipped = _unpack_selection(sel)
+    neg_ids, neg_scores, skipped, candidates = _unpack_selection(sel)
     # sentence-transformers lists each query's negatives by descending score, missing ones last
     key = np.where(neg_ids >= 0, neg_scores, -np.inf)
     order = np.argsort(-key, axis=1, kind="stable")
@@ -441,8 +435,8 @@ verbose, cache_folder, as_triplets, margin
 
     if verbose:
         print("Negative candidates mined, preparing dataset...")
-    ds = _build_dataset(
-        Dataset, output_format, output_scores, anchor_column_name, positive_column_name,
+    ds = build_dataset(
+        output_format, output_scores, anchor_column_name, positive_column_name,
         queries, corpus_texts, pair_q, pair_p, pos_scores, neg_ids, neg_scores, num_negatives,
     )
 
@@ -455,97 +449,248 @@ verbose, cache_folder, as_triplets, margin
         "range_max": range_max,
     }
     if verbose:
-        _print_stats(stats, pos_scores, pair_q, neg_ids, neg_scores, num_negatives, absolute_margin,
-                     relative_margin, max_score, min_score, range_min)
+        rules = {"absolute_margin": absolute_margin, "relative_margin": relative_margin, "max_score": max_score,
+                 "min_score": min_score}
+        # sentence-transformers' largest possible output, per format, and its candidate matrix size
+        most_rows = {"triplet": len(pair_q) * num_negatives, "labeled-pair": n_queries * num_negatives + len(dataset)}
+        _print_report(output_format, pos_scores, pair_q, neg_ids, neg_scores, rules, skipped,
+                      entries=n_queries * width, candidates=candidates, range_min=range_min,
+                      most_rows=most_rows.get(output_format, len(pair_q)), rows=len(ds))
     return (ds, stats) if return_stats else ds
 
 
-def _unpack_selection(sel: Any) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """(negatives, scores, candidates removed per rule) from :func:`hardneg.select_negatives`' result."""
+def _unpack_selection(sel: Any) -> tuple[np.ndarray, np.ndarray, dict[str, int], int]:
+    """(negatives, scores, candidates removed per rule, candidates) from :func:`hardneg.select_negatives`."""
     neg_ids, neg_scores, raw = sel
     skipped = {rule: int(raw.get(f"skipped_{rule}", 0))
                for rule in ("absolute_margin", "relative_margin", "max_score", "min_score")}
-    return np.asarray(neg_ids, dtype=np.int64), np.asarray(neg_scores, dtype=np.float32), skipped
+    return (np.asarray(neg_ids, dtype=np.int64), np.asarray(neg_scores, dtype=np.float32), skipped,
+            int(raw.get("candidates", 0)))
 
 
-def _take(texts: Sequence[str], idx: np.ndarray) -> list[str]:
-    return [texts[i] for i in idx.tolist()]
+def _fmt(v: float) -> str:
+    return f"{v:.4f}"
 
 
-def _build_dataset(Dataset: Any, fmt: str, output_scores: bool, acol: str, pcol: str, queries: list[str],
-                   corpus: list[str], pair_q: np.ndarray, pair_p: np.ndarray, pos_scores: np.ndarray,
-                   neg_ids: np.ndarray, neg_scores: np.ndarray, n: int) -> Any:
-    """The rows of sentence-transformers' output for each format, in its order."""
-    rep_ids = neg_ids[pair_q]  # [pairs, n]: each (query, positive) row with its query's negatives
-    rep_scores = neg_scores[pair_q]
-    valid = rep_ids >= 0
-    data: dict[str, list[Any]]
-    if fmt == "triplet":
-        r, j = np.nonzero(valid)
-        data = {acol: _take(queries, pair_q[r]), pcol: _take(corpus, pair_p[r]), "negative": _take(corpus, rep_ids[r, j])}
-        if output_scores:
-            data["scores"] = np.stack([pos_scores[r], rep_scores[r, j]], axis=1).astype(np.float64).tolist()
-    elif fmt == "n-tuple":
-        keep = valid.all(axis=1)
-        data = {acol: _take(queries, pair_q[keep]), pcol: _take(corpus, pair_p[keep])}
-        for i in range(n):
-            data[f"negative_{i + 1}"] = _take(corpus, rep_ids[keep, i])
-        if output_scores:
-            data["scores"] = np.concatenate([pos_scores[keep, None], rep_scores[keep]], axis=1).astype(np.float64).tolist()
-    elif fmt == "labeled-list":
-        keep = valid.any(axis=1)
-        rows = np.nonzero(keep)[0]
-        data = {acol: _take(queries, pair_q[rows]), pcol: []}
-        vals: list[list[Any]] = []
-        for r in rows.tolist():
-            m = valid[r]
-            data[pcol].append([corpus[pair_p[r]]] + _take(corpus, rep_ids[r][m]))
-            if output_scores:
-                vals.append([float(pos_scores[r])] + rep_scores[r][m].astype(np.float64).tolist())
-            else:
-                vals.append([1] + [0] * int(m.sum()))
-        data["scores" if output_scores else "labels"] = vals
-    else:  # labeled-pair: per query its positives (label 1), then its negatives (label 0)
-        qn, jn = np.nonzero(neg_ids >= 0)
-        q_all = np.concatenate([pair_q, qn])
-        kind = np.concatenate([np.zeros(len(pair_q), np.int64), np.ones(len(qn), np.int64)])
-        pos_in_q = np.arange(len(pair_q))
-        within = np.concatenate([pos_in_q, jn])
-        order = np.lexsort((within, kind, q_all))
-        docs = np.concatenate([pair_p, neg_ids[qn, jn]])[order]
-        vals_f = np.concatenate([pos_scores, neg_scores[qn, jn]]).astype(np.float64)[order]
-        data = {acol: _take(queries, q_all[order]), pcol: _take(corpus, docs)}
-        if output_scores:
-            data["score"] = vals_f.tolist()
-        else:
-            data["label"] = (1 - kind[order]).tolist()
-    return Dataset.from_dict(data)
+def _median_low(a: np.ndarray) -> float:
+    """torch.median: the lower of the two middle values (NaN when empty)."""
+    return float(np.sort(a)[(len(a) - 1) // 2]) if len(a) else float("nan")
 
 
-def _print_stats(stats: dict[str, Any], pos_scores: np.ndarray, pair_q: np.ndarray, neg_ids: np.ndarray,
-                 neg_scores: np.ndarray, n: int, absolute_margin: Any, relative_margin: Any, max_score: Any,
-                 min_score: Any, range_min: int) -> None:
-    rep = neg_ids[pair_q] >= 0
-    negs = neg_scores[pair_q][rep].astype(np.float64)
-    diff = np.repeat(pos_scores[:, None], n, axis=1)[rep].astype(np.float64) - negs
+# The rows of sentence-transformers' statistics table: its torch reductions, and what they give
+# on an empty tensor (mean/median/std NaN, min/quantiles inf, max -inf).
+_TABLE = (
+    ("Mean", lambda a: float(np.mean(a)) if len(a) else float("nan")),
+    ("Median", _median_low),
+    ("Std", lambda a: float(np.std(a, ddof=1)) if len(a) > 1 else float("nan")),
+    ("Min", lambda a: float(np.min(a)) if len(a) else float("inf")),
+    ("25%", lambda a: float(np.quantile(a, 0.25)) if len(a) else float("inf")),
+    ("50%", lambda a: float(np.quantile(a, 0.5)) if len(a) else float("inf")),
+    ("75%", lambda a: float(np.quantile(a, 0.75)) if len(a) else float("inf")),
+    ("Max", lambda a: float(np.max(a)) if len(a) else float("-inf")),
+)
+
+
+def _print_report(fmt: str, pos_scores: np.ndarray, pair_q: np.ndarray, neg_ids: np.ndarray, neg_scores: np.ndarray,
+                  rules: dict[str, Any], skipped: dict[str, int], *, entries: int, candidates: int, range_min: int,
+                  most_rows: int, rows: int) -> None:
+    """sentence-transformers' report, line for line and with its counting conventions.
+
+    ``entries`` is the size of its candidate matrix (queries x (range_max + max positives)) and
+    ``candidates`` the real candidates among them (not positives, not padding); ``most_rows`` its
+    largest possible output for the format, ``rows`` the rows returned.
+    """
+    rep_ids, rep_scores = neg_ids[pair_q], neg_scores[pair_q]  # each (query, positive) row with its negatives
+    found = rep_ids >= 0
+    if fmt == "n-tuple":  # only complete rows enter its statistics
+        found = found & found.all(axis=1, keepdims=True)
+    negs = rep_scores[found].astype(np.float64)
+    diff = np.broadcast_to(pos_scores[:, None], rep_scores.shape)[found].astype(np.float64) - negs
     pos = pos_scores.astype(np.float64)
     row = "{:<6} {:>14} {:>14} {:>14}"
     print(row.format("Metric", "Positive", "Negative", "Difference"))
     print(row.format("Count", f"{len(pos):,}", f"{len(negs):,}", ""))
-    funcs = [("Mean", np.mean), ("Median", np.median), ("Std", lambda a: np.std(a, ddof=1) if len(a) > 1 else float("nan")),
-             ("Min", np.min), ("25%", lambda a: np.quantile(a, 0.25)), ("50%", np.median),
-             ("75%", lambda a: np.quantile(a, 0.75)), ("Max", np.max)]
-    for name, f in funcs:
-        cells = [f"{f(a):.4f}" if len(a) else "-" for a in (pos, negs, diff)]
-        print(row.format(name, *cells))
-    for rule, value in (("absolute_margin", absolute_margin), ("relative_margin", relative_margin),
-                        ("max_score", max_score), ("min_score", min_score)):
-        if stats["skipped"].get(rule):
-            print(f"Skipped {stats['skipped'][rule]:,} potential negatives due to the {rule} of {value}.")
-    if stats["queries_short"]:
-        q, short, miss = stats["queries"], stats["queries_short"], stats["negatives_missing"]
-        print(
-            f"Could not find enough negatives for {short:,} of {q:,} queries ({short / q:.2%}); "
-            f"{miss:,} of {q * n:,} negatives ({miss / (q * n):.2%}) are missing. Consider increasing range_max"
-            f"{', decreasing range_min' if range_min else ''} or loosening the score filters."
-        )
+    for name, f in _TABLE:
+        print(row.format(name, *(_fmt(f(a)) for a in (pos, negs, diff))))
+    # Its counts: each rule counts what it removes from the whole matrix; the margins shrink the
+    # denominator of the later ratios; min_score also counts every entry already removed.
+    remaining = entries
+    for rule in ("absolute_margin", "relative_margin", "max_score", "min_score"):
+        if rules[rule] is None:
+            continue
+        n = skipped[rule]
+        if rule == "min_score":
+            n += entries - candidates + sum(skipped[r] for r in ("absolute_margin", "relative_margin", "max_score"))
+        if n:
+            print(f"Skipped {n:,} potential negatives ({n / remaining:.2%}) due to the {rule} of {rules[rule]}.")
+            if rule in ("absolute_margin", "relative_margin"):
+                remaining -= n
+    missing = most_rows - rows
+    if missing > 0:
+        solutions = ["range_max"] + (["range_min"] if range_min > 0 else [])
+        solutions += [r for r in ("absolute_margin", "relative_margin", "max_score") if rules[r] is not None]
+        names = solutions[0] if len(solutions) == 1 else ", ".join(solutions[:-1]) + " and " + solutions[-1]
+        print(f"Could not find enough negatives for {missing} samples ({missing / most_rows:.2%})."
+              f" Consider adjusting the {names} parameter{'s' if len(solutions) > 1 else ''} if you'd like to find"
+              " more valid negatives.")
+
+
+# --- the trainer's batch sampler -------------------------------------------------------------------
+
+_EVAL_BATCHES = ("sequential", "cluster")
+# ClusterBatchSampler arguments the factory sets itself (from the trainer's call or the data)
+_FACTORY_SET = ("embeddings", "batch_size", "group_keys", "drop_last", "seed", "num_replicas", "rank")
+
+
+class ClusterBatchSamplerFactory:
+    """``batch_sampler=`` for sentence-transformers' trainer: cluster-balanced training batches.
+
+    The trainer calls its ``batch_sampler`` for every dataset it loads, the evaluation and test
+    sets included, with ``(dataset, batch_size, drop_last, valid_label_columns, generator, seed)``.
+    This factory recognises the training data (the same object, or the same number of rows with
+    the same anchor texts) and returns a :class:`hardneg.ClusterBatchSampler` over its embeddings
+    (given, or computed once with ``model``); any other dataset gets ``eval_batches``: plain
+    sequential batches (the default: evaluation losses stay comparable from one evaluation to the
+    next), or clustered batches of its own embeddings. ``num_replicas=1, rank=0`` are set because
+    accelerate already splits the batches between processes.
+
+    Parameters
+    ----------
+    train_dataset : datasets.Dataset or DatasetDict
+        The training data given to the trainer (a ``DatasetDict``: each of its datasets).
+    model : SentenceTransformer, optional
+        Embeds the anchor column (``normalize_embeddings=True``) when ``embeddings`` is not given,
+        and the evaluation sets with ``eval_batches="cluster"``.
+    embeddings : array_like [len(train_dataset), d], or a mapping name -> array for a DatasetDict
+        Precomputed embeddings of the training rows (e.g. of the anchors).
+    anchor_column : str, optional
+        Column that identifies and embeds a dataset (default: the first column).
+    group_key_column : str or None, default "auto"
+        Column whose values may not repeat within a batch (``group_keys``); ``"auto"``: the second
+        column (the positive, in sentence-transformers' column order) when there is one.
+    eval_batches : {"sequential", "cluster"}, default "sequential"
+    **sampler_kwargs
+        More :class:`hardneg.ClusterBatchSampler` arguments (``cluster_size``,
+        ``clusters_per_batch``, ``random_fraction``, ``schedule``, ``method``, ``iters``, ``threads``).
+
+    Attributes
+    ----------
+    train_sampler : ClusterBatchSampler or None
+        The sampler last built for training data (e.g. to ``refresh`` it with new embeddings).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from datasets import Dataset
+    >>> from hardneg.integrations.sentence_transformers import ClusterBatchSamplerFactory
+    >>> train = Dataset.from_dict({"anchor": [f"q{i}" for i in range(64)], "positive": [f"d{i % 40}" for i in range(64)]})
+    >>> emb = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
+    >>> factory = ClusterBatchSamplerFactory(train, embeddings=emb, cluster_size=4)
+    >>> len(factory(train, batch_size=16, drop_last=False))      # what the trainer does for training
+    4
+    >>> dev = Dataset.from_dict({"anchor": ["a", "b", "c"], "positive": ["x", "y", "z"]})
+    >>> list(factory(dev, batch_size=2, drop_last=False))        # and for evaluation
+    [[0, 1], [2]]
+    """
+
+    def __init__(self, train_dataset: Any, *, model: Any = None, embeddings: Any = None, anchor_column: str | None = None,
+                 group_key_column: str | None = "auto", eval_batches: str = "sequential", **sampler_kwargs: Any) -> None:
+        import inspect
+
+        from ..sampler import ClusterBatchSampler
+
+        if model is not None:
+            _check_model(model)
+        if eval_batches not in _EVAL_BATCHES:
+            raise ParameterError(f"eval_batches must be 'sequential' or 'cluster', got {eval_batches!r}")
+        if model is None and (embeddings is None or eval_batches == "cluster"):
+            need = "embeddings of the training rows or a model" if embeddings is None else "a model to embed evaluation sets"
+            raise ParameterError(f"ClusterBatchSamplerFactory needs {need}; pass model=SentenceTransformer(...)")
+        allowed = set(inspect.signature(ClusterBatchSampler).parameters) - set(_FACTORY_SET)
+        unknown = sorted(set(sampler_kwargs) - allowed)
+        if unknown:
+            raise ParameterError(f"unknown ClusterBatchSampler arguments {unknown}; the factory takes {sorted(allowed)} "
+                                 "(the trainer gives batch_size, drop_last and seed)")
+        parts = dict(train_dataset) if hasattr(train_dataset, "keys") else {None: train_dataset}
+        if embeddings is not None and not hasattr(embeddings, "keys"):
+            embeddings = {None: embeddings} if None in parts else None
+            if embeddings is None:
+                raise ParameterError("train_dataset is a DatasetDict: give embeddings as a mapping name -> array, or a model")
+        self._train = parts
+        self._embeddings = dict(embeddings) if embeddings is not None else {}
+        for name, emb in self._embeddings.items():
+            rows = len(emb)
+            if name not in parts or rows != len(parts[name]):
+                raise ParameterError(f"embeddings{'' if name is None else f'[{name!r}]'} has {rows} rows but "
+                                     f"the training dataset {'' if name is None else repr(name) + ' '}has "
+                                     f"{len(parts[name]) if name in parts else 'no such part'}; give one row per example")
+        self._digests: dict[Any, str] = {}
+        self.model = model
+        self.anchor_column = anchor_column
+        self.group_key_column = group_key_column
+        self.eval_batches = eval_batches
+        self.sampler_kwargs = sampler_kwargs
+        self.train_sampler: Any = None
+
+    def _anchors(self, dataset: Any) -> list[str]:
+        col = self.anchor_column or dataset.column_names[0]
+        if col not in dataset.column_names:
+            raise ParameterError(f"anchor_column={col!r} is not a column of the dataset ({dataset.column_names})")
+        return list(dataset[col])
+
+    def _digest(self, dataset: Any) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        for t in self._anchors(dataset):
+            h.update(str(t).encode("utf-8", "surrogatepass"))
+            h.update(b"\0")
+        return h.hexdigest()
+
+    def _training_part(self, dataset: Any) -> tuple[bool, Any]:
+        """``(True, name)`` when ``dataset`` is (a part of) the training data."""
+        for name, part in self._train.items():
+            if dataset is part:
+                return True, name
+        digest = None
+        for name, part in self._train.items():
+            if len(part) == len(dataset):
+                if name not in self._digests:
+                    self._digests[name] = self._digest(part)
+                digest = digest or self._digest(dataset)
+                if digest == self._digests[name]:
+                    return True, name
+        return False, None
+
+    def _embed(self, dataset: Any) -> np.ndarray:
+        emb = self.model.encode(self._anchors(dataset), convert_to_numpy=True, normalize_embeddings=True,
+                                show_progress_bar=False)
+        return np.ascontiguousarray(np.asarray(emb, dtype=np.float32))
+
+    def __call__(self, dataset: Any, batch_size: int, drop_last: bool, valid_label_columns: Any = None,
+                 generator: Any = None, seed: int = 0) -> Any:
+        from ..sampler import ClusterBatchSampler
+
+        is_train, name = self._training_part(dataset)
+        if not is_train and self.eval_batches == "sequential":
+            import torch
+
+            return torch.utils.data.BatchSampler(torch.utils.data.SequentialSampler(range(len(dataset))), batch_size,
+                                                 drop_last)
+        if is_train:
+            if name not in self._embeddings:
+                self._embeddings[name] = self._embed(dataset)
+            emb = self._embeddings[name]
+        else:
+            emb = self._embed(dataset)
+        key_col = self.group_key_column
+        if key_col == "auto":
+            key_col = dataset.column_names[1] if len(dataset.column_names) > 1 else None
+        keys = dataset[key_col] if key_col is not None else None
+        sampler = ClusterBatchSampler(emb, batch_size, group_keys=keys, drop_last=drop_last, seed=0 if seed is None else seed,
+                                      num_replicas=1, rank=0, **self.sampler_kwargs)
+        if is_train:
+            self.train_sampler = sampler
+        return sampler
+
+    def __repr__(self) -> str:
+        return (f"ClusterBatchSamplerFactory(train rows={sum(len(p) for p in self._train.values())}, "
+                f"eval_batches={self.eval_batches!r}, {', '.join(f'{k}={v!r}' for k, v in self.sampler_kwargs.items())})")

@@ -17,12 +17,26 @@ space, and raises :class:`hardneg.HardnegError` subclasses on bad input.
 * :class:`CachedEncoder`: GradCache, to train an encoder with a batch larger than memory.
 * :func:`gather_with_grad`: all-gather with exact gradients.
 
+**Padding and ids**, one convention with :class:`hardneg.Mined` (whose missing negatives are
+``-1``): pass mined corpus ids as ``negative_ids`` and a ``-1`` marks a padding slot: it is masked
+out of every row's candidates and its embedding is ignored (a NaN or zero placeholder is fine).
+``positive_ids`` of ``-1`` mean "no id" (that positive matches no candidate). A row left with
+nothing to contrast adds 0 to the loss and raises a ``RuntimeWarning`` with the count; a NaN or
+Inf in an embedding that is used raises :class:`hardneg.NonFiniteError` naming the tensor and row.
+``similarity`` takes the names mining's ``metric`` uses, ``"cosine"`` and ``"dot"`` (``"ip"`` is
+accepted); a ``temperature`` above 1 with cosine similarity warns (sentence-transformers' ``scale``
+is ``1 / temperature``).
+
 This subpackage needs ``torch`` (``pip install hardneg[torch]``); ``import hardneg`` does not.
 """
 
 from __future__ import annotations
 
-from .cached import CachedEncoder
+from .._optional import require
+
+require("torch", "hardneg.losses")
+
+from .cached import CachedEncoder  # noqa: E402 - after the check that torch is there
 from .chunked import ChunkedInfoNCE, chunked_info_nce, chunked_lse_sum
 from .debiased import (
     DebiasedInfoNCE,

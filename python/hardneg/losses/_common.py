@@ -1,5 +1,13 @@
 """Shared plumbing of the contrastive losses: input checks, the candidate layout and the logit masks.
 
+**Ids and padding** (one convention with :class:`hardneg.Mined`, whose missing negatives are
+``-1``): ``negative_ids`` of ``-1`` (any negative id) mark padding slots, which are masked out of
+every row's candidates and whose embeddings are ignored (zeroed before use, so a NaN placeholder is
+harmless); ``positive_ids`` of ``-1`` mean "no id": that positive never matches a candidate. A row
+left with nothing to contrast (every candidate besides its positive masked) adds 0 to the loss and
+triggers a ``RuntimeWarning``; a NaN/Inf in an embedding that is used raises
+:class:`~hardneg.NonFiniteError` naming it. Both checks cost one host synchronisation per call.
+
 Every InfoNCE-family loss in :mod:`hardneg.losses` scores a local row (a query, or a positive in the
 reverse direction of a symmetric loss) against a set of *candidates*:
 
@@ -23,20 +31,27 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-from ..errors import DeviceError, DTypeError, ParameterError, ShapeError
+from .._arrays import similarity_name
+from .._warnings import warn
+from ..errors import DeviceError, DTypeError, NonFiniteError, ParameterError, ShapeError
 
 __all__: list[str] = []
 
 NEG_INF = float("-inf")
 
 
-def check_temperature(temperature: Any, name: str = "temperature") -> float:
-    """Returns ``temperature`` as a float > 0, or raises :class:`~hardneg.ParameterError`."""
+def check_temperature(temperature: Any, name: str = "temperature", similarity: str = "cosine") -> float:
+    """Returns ``temperature`` as a float > 0, or raises :class:`~hardneg.ParameterError`; warns when
+    it is above 1 with cosine similarity (likely a sentence-transformers ``scale``)."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise ParameterError(f"{name} must be a positive number, got {temperature!r}")
     t = float(temperature)
     if not (t > 0.0) or not math.isfinite(t):
         raise ParameterError(f"{name} must be > 0 and finite (e.g. 0.05), got {temperature!r}")
+    if t > 1.0 and similarity == "cosine":
+        warn(f"{name}={t:g} is above 1: cosine logits s / {t:g} stay within +-{1 / t:.2g}, so the softmax is nearly flat "
+             f"and the loss barely trains. A temperature divides the similarities, sentence-transformers' scale "
+             f"multiplies them (scale=20 is temperature=0.05): did you mean {name}={1 / t:g}?")
     return t
 
 
@@ -55,9 +70,8 @@ def check_float(value: Any, name: str) -> float:
 
 
 def check_similarity(similarity: Any) -> str:
-    if similarity not in ("cosine", "dot"):
-        raise ParameterError(f"similarity must be 'cosine' or 'dot', got {similarity!r}")
-    return similarity
+    """``"cosine"`` or ``"dot"`` (``"ip"`` accepted), the names mining's ``metric`` uses too."""
+    return similarity_name(similarity, "similarity")
 
 
 def _check_tensor(x: Any, name: str) -> torch.Tensor:
@@ -136,6 +150,7 @@ class Candidates:
     row_ids: Optional[torch.Tensor]  # [B]
     cand_ids: Optional[torch.Tensor]  # [N]
     cand_has_id: Optional[torch.Tensor]  # [N] bool; candidates without an id never match
+    cand_pad: Optional[torch.Tensor] = None  # [N] bool; padding (negative id -1): masked for every row
 
 
 def candidate_mask_bias(
@@ -146,6 +161,7 @@ def candidate_mask_bias(
     row_ids: Optional[torch.Tensor] = None,
     cand_ids: Optional[torch.Tensor] = None,
     cand_has_id: Optional[torch.Tensor] = None,
+    cand_pad: Optional[torch.Tensor] = None,
     margin: Optional[float] = None,
     alpha: float = 0.0,
     col_offset: int = 0,
@@ -154,6 +170,7 @@ def candidate_mask_bias(
 
     * ids: candidate ``c`` is dropped for row ``i`` when ``cand_ids[c] == row_ids[i]`` (a duplicate of
       the positive), unless it is the target.
+    * padding: candidate ``c`` is dropped for every row when ``cand_pad[c]`` (``[c]`` or ``[r, c]``).
     * margin: dropped when ``sim[i, c] > pos_sim[i] - margin`` (a likely false negative).
     * alpha: bias ``alpha * sg(sim[i, c])`` on every non-target candidate (hardness weighting).
 
@@ -167,6 +184,9 @@ def candidate_mask_bias(
         mask = ci == row_ids[:, None]
         if cand_has_id is not None:
             mask &= cand_has_id[None, :] if cand_has_id.dim() == 1 else cand_has_id
+    if cand_pad is not None:
+        pad = (cand_pad[None, :] if cand_pad.dim() == 1 else cand_pad).expand(r, c)
+        mask = pad.clone() if mask is None else (mask | pad)
     if margin is not None:
         assert pos_sim is not None
         fn = sim.detach() > (pos_sim.detach() - margin)[:, None]
@@ -195,6 +215,61 @@ def apply_mask_bias(logits: torch.Tensor, mask: Optional[torch.Tensor], bias: Op
     if mask is not None:
         logits.masked_fill_(mask, NEG_INF)
     return logits
+
+
+def lonely_rows(mask: Optional[torch.Tensor], rows: int, cols: int, device: torch.device) -> torch.Tensor:
+    """Number of rows (a 0-d tensor) whose only unmasked candidate is their target (the target column
+    is never masked): nothing left to contrast."""
+    if mask is None:
+        return torch.tensor(rows if cols <= 1 else 0, device=device)
+    return ((~mask).sum(dim=1) <= 1).sum()
+
+
+def zero_padding(x: Optional[torch.Tensor], pad: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """``x [B, n, d]`` with the padded slots (``pad [B, n]``) zeroed, so that whatever they hold (NaN
+    placeholders included) reaches neither the loss nor the gradients."""
+    if x is None or pad is None:
+        return x
+    return x.masked_fill(pad[..., None], 0.0)
+
+
+def check_outcome(loss: torch.Tensor, lonely: Any, batch: int, inputs: list[tuple[str, Any, Any]], what: str,
+                  masked_by: str = "duplicate ids, false_negative_margin") -> None:
+    """After a loss: names the non-finite input behind a non-finite loss (:class:`NonFiniteError`) and
+    warns when rows had nothing left to contrast. One host synchronisation.
+
+    ``inputs`` lists ``(name, tensor or None, padding mask or None)``; ``lonely`` counts rows (summed
+    over the directions of a symmetric loss).
+    """
+    counts = [(~torch.isfinite(loss.detach())).sum()]
+    if lonely is not None:
+        counts.append(lonely.to(counts[0].device))
+    got = torch.stack(counts).tolist()
+    if got[0]:
+        _raise_non_finite(inputs)
+    if len(got) > 1 and got[1]:
+        warn(
+            f"{what}: {got[1]} of {batch} rows have nothing left to contrast: every candidate besides the positive is "
+            f"padding (negative_ids=-1) or masked ({masked_by}), so those rows add 0 to the loss and give no gradient. "
+            "Contrast with in-batch negatives (in_batch=True), use larger batches, or leave out queries without "
+            "negatives.",
+            RuntimeWarning,
+        )
+
+
+def _raise_non_finite(inputs: list[tuple[str, Any, Any]]) -> None:
+    for name, x, pad in inputs:
+        if x is None:
+            continue
+        bad = ~torch.isfinite(x.detach()).all(dim=-1)
+        if pad is not None:
+            bad &= ~pad
+        if bool(bad.any()):
+            where = ", ".join(str(int(i)) for i in torch.nonzero(bad)[0])
+            hint = ("mark a missing negative with negative_ids=-1 (it is then ignored) or repair it"
+                    if pad is not None or x.dim() == 3 else "the model produced it (diverged training, fp16 overflow?) "
+                    "or the input holds it")
+            raise NonFiniteError(f"{name}[{where}] holds NaN or Inf, so the loss is not finite; {hint}")
 
 
 def reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:

@@ -21,7 +21,16 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ..errors import ParameterError
-from ._common import Candidates, apply_mask_bias, candidate_mask_bias, check_reduction, check_similarity, fp32_context
+from ._common import (
+    Candidates,
+    apply_mask_bias,
+    candidate_mask_bias,
+    check_outcome,
+    check_reduction,
+    check_similarity,
+    fp32_context,
+    lonely_rows,
+)
 from .infonce import PerRow, check_common, direction_logits, prepare
 
 __all__ = ["ChunkedInfoNCE", "chunked_info_nce", "chunked_lse_sum"]
@@ -54,11 +63,13 @@ class _ChunkedLSESum(torch.autograd.Function):
         row_ids: Optional[torch.Tensor],
         cand_ids: Optional[torch.Tensor],
         cand_has_id: Optional[torch.Tensor],
+        cand_pad: Optional[torch.Tensor],
         scale: float,
         margin: Optional[float],
         alpha: float,
         chunk: int,
         need_grad: bool,
+        report: Optional[dict[str, Any]],
     ) -> torch.Tensor:
         need = bool(need_grad and (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]))
         B = rows.shape[0]
@@ -66,6 +77,7 @@ class _ChunkedLSESum(torch.autograd.Function):
         total = torch.zeros((), dtype=acc, device=rows.device)
         g_rows = torch.empty_like(rows) if need else None
         g_cands = torch.zeros_like(cands) if need else None
+        lonely = torch.zeros((), dtype=torch.long, device=rows.device)
         for r0 in range(0, B, chunk):
             r1 = min(B, r0 + chunk)
             rb = rows[r0:r1]
@@ -73,8 +85,9 @@ class _ChunkedLSESum(torch.autograd.Function):
             mask, bias = candidate_mask_bias(
                 sim, targets[r0:r1], pos_sim=None if pos_sim is None else pos_sim[r0:r1],
                 row_ids=None if row_ids is None else row_ids[r0:r1], cand_ids=cand_ids, cand_has_id=cand_has_id,
-                margin=margin, alpha=alpha,
+                cand_pad=cand_pad, margin=margin, alpha=alpha,
             )
+            lonely += lonely_rows(mask, *sim.shape, sim.device)
             logits = apply_mask_bias(sim.mul_(scale), mask, bias)
             del mask, bias
             lse = torch.logsumexp(logits, dim=1)
@@ -86,6 +99,8 @@ class _ChunkedLSESum(torch.autograd.Function):
                 g_cands.addmm_(p.T, rb)
             del sim, logits
         ctx.save_for_backward(g_rows, g_cands)
+        if report is not None:
+            report["lonely"] = lonely
         return total.to(rows.dtype)
 
     @staticmethod
@@ -94,7 +109,7 @@ class _ChunkedLSESum(torch.autograd.Function):
         g_rows, g_cands = ctx.saved_tensors
         gr = g_rows * grad if ctx.needs_input_grad[0] else None
         gc = g_cands * grad if ctx.needs_input_grad[1] else None
-        return (gr, gc) + (None,) * 10
+        return (gr, gc) + (None,) * 12
 
 
 def chunked_lse_sum(
@@ -107,15 +122,18 @@ def chunked_lse_sum(
     row_ids: Optional[torch.Tensor] = None,
     cand_ids: Optional[torch.Tensor] = None,
     cand_has_id: Optional[torch.Tensor] = None,
+    cand_pad: Optional[torch.Tensor] = None,
     margin: Optional[float] = None,
     alpha: float = 0.0,
     chunk_size: Optional[int] = None,
+    report: Optional[dict[str, Any]] = None,
 ) -> torch.Tensor:
     """``sum_i logsumexp_c(scale * rows_i . cands_c + bias_ic)`` (masked) with linear memory.
 
     The building block of :class:`ChunkedInfoNCE`; ``targets [B]`` is the column of each row's
     positive (never masked, never biased). Differentiable with respect to ``rows`` and ``cands``
-    (first order only).
+    (first order only). ``cand_pad [N]`` masks padding columns for every row; ``report`` (a dict)
+    receives ``"lonely"``, the number of rows left with only their target.
 
     Examples
     --------
@@ -130,8 +148,8 @@ def chunked_lse_sum(
     if pos_sim is not None:
         pos_sim = pos_sim.detach()
     return _ChunkedLSESum.apply(
-        rows, cands, targets, pos_sim, row_ids, cand_ids, cand_has_id, float(scale), margin, float(alpha), chunk,
-        torch.is_grad_enabled() and (rows.requires_grad or cands.requires_grad),
+        rows, cands, targets, pos_sim, row_ids, cand_ids, cand_has_id, cand_pad, float(scale), margin, float(alpha),
+        chunk, torch.is_grad_enabled() and (rows.requires_grad or cands.requires_grad), report,
     )
 
 
@@ -168,7 +186,7 @@ def chunked_info_nce(
     >>> bool(torch.allclose(a, b, atol=1e-5))
     True
     """
-    t, margin, alpha = check_common(temperature, false_negative_margin, hardness_alpha)
+    t, margin, alpha = check_common(temperature, false_negative_margin, hardness_alpha, similarity)
     reduction = check_reduction(reduction, ("mean", "sum"))
     chunk_size = _check_chunk_size(chunk_size)
     with fp32_context(queries):
@@ -179,21 +197,27 @@ def chunked_info_nce(
         scale = 1.0 / t
         B = prep.batch
         total = None
+        lonely = 0
         for k, d in enumerate(prep.directions):
             a = alpha if k == 0 else 0.0
             if isinstance(d, PerRow):  # [B, 1 + n] logits: already linear in B
-                logits, targets = direction_logits(d, scale, margin, a)
+                logits, targets, alone = direction_logits(d, scale, margin, a)
                 part = (torch.logsumexp(logits, dim=1) - logits[:, 0]).sum()
             else:
                 assert isinstance(d, Candidates)
+                report: dict[str, Any] = {}
                 lse = chunked_lse_sum(
                     d.rows, d.cands, d.targets, scale=scale, pos_sim=d.pos_sim, row_ids=d.row_ids,
-                    cand_ids=d.cand_ids, cand_has_id=d.cand_has_id, margin=margin, alpha=a, chunk_size=chunk_size,
+                    cand_ids=d.cand_ids, cand_has_id=d.cand_has_id, cand_pad=d.cand_pad, margin=margin, alpha=a,
+                    chunk_size=chunk_size, report=report,
                 )
                 part = lse - scale * d.pos_sim.sum()
+                alone = report["lonely"]
             total = part if total is None else total + part
+            lonely = lonely + alone
         assert total is not None
         total = total / len(prep.directions)
+        check_outcome(total, lonely, B, prep.inputs, "chunked_info_nce")
         return total / B if reduction == "mean" else total
 
 
@@ -231,7 +255,7 @@ class ChunkedInfoNCE(nn.Module):
     ) -> None:
         super().__init__()
         self.temperature, self.false_negative_margin, self.hardness_alpha = check_common(
-            temperature, false_negative_margin, hardness_alpha
+            temperature, false_negative_margin, hardness_alpha, similarity
         )
         self.symmetric, self.in_batch = bool(symmetric), bool(in_batch)
         self.similarity = check_similarity(similarity)

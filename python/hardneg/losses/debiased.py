@@ -14,8 +14,9 @@ the reference implementations (which exponentiate ``s / t``) overflow. Let ``x_i
   ``e^{beta x}`` are not detached and ``beta`` multiplies ``s / t``. The floor ``e^{-1/t}`` is the
   smallest cosine logit, so these two losses always use cosine similarity.
 
-A row whose negatives are all masked contributes 0 (decoupled and debiased losses are undefined
-without negatives).
+A row whose negatives are all masked or padding contributes 0 (decoupled and debiased losses are
+undefined without negatives) and triggers a ``RuntimeWarning`` with the count. Ids and padding
+(``-1``) follow :class:`~hardneg.losses.InfoNCE`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,17 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError
-from ._common import NEG_INF, fp32_context, check_float, check_optional_float, check_reduction, check_temperature, reduce
+from ._common import (
+    NEG_INF,
+    check_float,
+    check_optional_float,
+    check_outcome,
+    check_reduction,
+    check_similarity,
+    check_temperature,
+    fp32_context,
+    reduce,
+)
 from .infonce import direction_logits, prepare
 
 __all__ = [
@@ -55,7 +66,7 @@ def _negatives(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tenso
 def _row_losses(
     queries: Any, positives: Any, negatives: Any, positive_ids: Any, negative_ids: Any, *, temperature: float,
     symmetric: bool, in_batch: bool, false_negative_margin: Optional[float], gather: bool, group: Any,
-    similarity: str, row_loss: Any,
+    similarity: str, row_loss: Any, what: str,
 ) -> torch.Tensor:
     with fp32_context(queries):
         prep = prepare(
@@ -63,11 +74,14 @@ def _row_losses(
             symmetric=symmetric, in_batch=in_batch, similarity=similarity, gather=gather, group=group,
         )
         scale = 1.0 / temperature
-        losses = []
+        losses, lonely = [], 0
         for d in prep.directions:
-            logits, targets = direction_logits(d, scale, false_negative_margin, 0.0)
+            logits, targets, alone = direction_logits(d, scale, false_negative_margin, 0.0)
             losses.append(row_loss(logits, targets, scale))
-        return losses[0] if len(losses) == 1 else 0.5 * (losses[0] + losses[1])
+            lonely = lonely + alone
+        loss = losses[0] if len(losses) == 1 else 0.5 * (losses[0] + losses[1])
+        check_outcome(loss, lonely, prep.batch, prep.inputs, what)
+        return loss
 
 
 def _decoupled_rows(logits: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:
@@ -139,13 +153,13 @@ def decoupled_info_nce(
     >>> bool(decoupled_info_nce(q, p) < info_nce(q, p))   # a smaller denominator
     True
     """
-    t = check_temperature(temperature)
+    t = check_temperature(temperature, similarity=check_similarity(similarity))
     margin = check_optional_float(false_negative_margin, "false_negative_margin")
     reduction = check_reduction(reduction)
     loss = _row_losses(
         queries, positives, negatives, positive_ids, negative_ids, temperature=t, symmetric=symmetric,
         in_batch=in_batch, false_negative_margin=margin, gather=gather, group=group, similarity=similarity,
-        row_loss=_decoupled_rows,
+        row_loss=_decoupled_rows, what="decoupled_info_nce",
     )
     return reduce(loss, reduction)
 
@@ -191,7 +205,7 @@ def hard_negative_info_nce(
     loss = _row_losses(
         queries, positives, negatives, positive_ids, negative_ids, temperature=t, symmetric=symmetric,
         in_batch=in_batch, false_negative_margin=margin, gather=gather, group=group, similarity="cosine",
-        row_loss=_debiased_rows(tp, b),
+        row_loss=_debiased_rows(tp, b), what="hard_negative_info_nce" if b else "debiased_info_nce",
     )
     return reduce(loss, reduction)
 
@@ -232,9 +246,10 @@ def debiased_info_nce(
 
 class _Base(nn.Module):
     def __init__(self, temperature: float, symmetric: bool, in_batch: bool, false_negative_margin: Optional[float],
-                 gather: bool, group: Any, reduction: str) -> None:
+                 gather: bool, group: Any, reduction: str, similarity: str = "cosine") -> None:
         super().__init__()
-        self.temperature = check_temperature(temperature)
+        self.similarity = check_similarity(similarity)
+        self.temperature = check_temperature(temperature, similarity=self.similarity)
         self.false_negative_margin = check_optional_float(false_negative_margin, "false_negative_margin")
         self.symmetric, self.in_batch, self.gather, self.group = bool(symmetric), bool(in_batch), bool(gather), group
         self.reduction = check_reduction(reduction)
@@ -260,8 +275,7 @@ class DecoupledInfoNCE(_Base):
     def __init__(self, temperature: float = 0.05, *, symmetric: bool = False, in_batch: bool = True,
                  false_negative_margin: Optional[float] = None, similarity: str = "cosine", gather: bool = False,
                  group: Any = None, reduction: str = "mean") -> None:
-        super().__init__(temperature, symmetric, in_batch, false_negative_margin, gather, group, reduction)
-        self.similarity = similarity
+        super().__init__(temperature, symmetric, in_batch, false_negative_margin, gather, group, reduction, similarity)
 
     def forward(self, queries: torch.Tensor, positives: torch.Tensor, negatives: Optional[torch.Tensor] = None, *,
                 positive_ids: Optional[torch.Tensor] = None, negative_ids: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -21,7 +21,19 @@ import torch
 from torch import nn
 
 from ..errors import DeviceError, ParameterError, ShapeError
-from ._common import NEG_INF, embed_prep, fp32_context, check_embeddings, check_float, check_reduction, check_temperature, reduce
+from ._common import (
+    NEG_INF,
+    check_embeddings,
+    check_float,
+    check_ids,
+    check_outcome,
+    check_reduction,
+    check_temperature,
+    embed_prep,
+    fp32_context,
+    reduce,
+    zero_padding,
+)
 from .distributed import gather_no_grad, gather_with_grad, rank_and_world_size
 
 __all__ = ["GuidedInfoNCE", "guided_info_nce"]
@@ -45,6 +57,7 @@ def guided_info_nce(
     guide_queries: torch.Tensor,
     guide_positives: torch.Tensor,
     guide_negatives: Optional[torch.Tensor] = None,
+    negative_ids: Optional[torch.Tensor] = None,
     temperature: float = 0.01,
     margin_strategy: str = "absolute",
     margin: float = 0.0,
@@ -65,6 +78,9 @@ def guided_info_nce(
     guide_queries, guide_positives, guide_negatives : torch.Tensor
         The guide model's embeddings of the same texts (shapes ``(B, g)`` and ``(B, n, g)``; ``g`` may
         differ from ``d``). They are detached.
+    negative_ids : torch.Tensor, shape (B, n), optional
+        Marks padding: a negative whose id is ``-1`` (a missing mined negative, as in
+        :class:`hardneg.Mined`) is masked for every row and its embeddings are ignored.
     temperature : float, default 0.01
     margin_strategy : {"absolute", "relative"}, default "absolute"
     margin : float, default 0.0
@@ -105,29 +121,37 @@ def guided_info_nce(
         )
     if gq.device != q.device:
         raise DeviceError(f"guide embeddings are on {gq.device} but queries are on {q.device}; move them to one device")
+    pad = None
+    if negative_ids is not None:
+        if n is None:
+            raise ParameterError("negative_ids were given without negatives")
+        pad = check_ids(negative_ids, "negative_ids", tuple(n.shape[:2]), q.device) < 0
     with fp32_context(q):
         B = q.shape[0]
         a, pu = _unit(q), _unit(p)
-        nu = _unit(n).reshape(-1, n.shape[-1]) if n is not None else None
+        nu = _unit(zero_padding(n, pad)).reshape(-1, n.shape[-1]) if n is not None else None
         with torch.no_grad():
             ga, gpu = _unit(gq.detach()), _unit(gp.detach())
-            gnu = _unit(gn.detach()).reshape(-1, gn.shape[-1]) if gn is not None else None
+            gnu = _unit(zero_padding(gn.detach(), pad)).reshape(-1, gn.shape[-1]) if gn is not None else None
         rank, world = rank_and_world_size(group) if gather else (0, 1)
         offset = rank * B
         if gather and world > 1:
             p_all, gp_all = gather_with_grad(pu, group), gather_no_grad(gpu, group)
             n_all = gather_with_grad(nu, group) if nu is not None else None
             gn_all = gather_no_grad(gnu, group) if gnu is not None else None
+            pad_all = gather_no_grad(pad, group) if pad is not None else None
         else:
-            p_all, gp_all, n_all, gn_all = pu, gpu, nu, gnu
+            p_all, gp_all, n_all, gn_all, pad_all = pu, gpu, nu, gnu, pad
         rows = torch.arange(B, device=q.device)
         g_pos = (ga * gpu).sum(-1)[:, None]
         thr = g_pos - m if margin_strategy == "absolute" else g_pos - g_pos.abs() * m
 
         def block(x: torch.Tensor, y: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor, self_col: Optional[int],
-                  protect: bool) -> torch.Tensor:
+                  protect: bool, padding: Optional[torch.Tensor] = None) -> torch.Tensor:
             s = x @ y.T
             mask = (gx @ gy.T) > thr
+            if padding is not None:
+                mask |= padding[None, :]
             if protect:
                 mask[rows, offset + rows] = False
             if self_col is not None and mask_self:
@@ -141,10 +165,15 @@ def guided_info_nce(
             blocks.append(block(pu, p_all, gpu, gp_all, offset, False))
         if n_all is not None:
             assert gn_all is not None
-            blocks.append(block(a, n_all, ga, gn_all, None, False))
+            blocks.append(block(a, n_all, ga, gn_all, None, False, None if pad_all is None else pad_all.reshape(-1)))
         logits = torch.cat(blocks, dim=1) / t
         targets = offset + rows
         loss = torch.logsumexp(logits, dim=1) - logits.gather(1, targets[:, None])[:, 0]
+        lonely = (torch.isfinite(logits).sum(dim=1) <= 1).sum()
+        check_outcome(loss, lonely, B, [("queries", q, None), ("positives", p, None), ("negatives", n, pad),
+                                        ("guide_queries", gq, None), ("guide_positives", gp, None),
+                                        ("guide_negatives", gn, pad)], "guided_info_nce",
+                      masked_by="the guide scores them above the positive's threshold")
         return reduce(loss, reduction)
 
 
@@ -152,7 +181,7 @@ class GuidedInfoNCE(nn.Module):
     """Module form of :func:`guided_info_nce` (GISTEmbed with the self-similarity fix).
 
     ``forward(queries, positives, negatives=None, *, guide_queries, guide_positives,
-    guide_negatives=None)``. Compute the guide embeddings under ``torch.no_grad()`` with the guide
+    guide_negatives=None, negative_ids=None)`` (``negative_ids``: ``-1`` marks padding). Compute the guide embeddings under ``torch.no_grad()`` with the guide
     model, from the same texts.
 
     Examples
@@ -195,10 +224,11 @@ class GuidedInfoNCE(nn.Module):
         guide_queries: torch.Tensor,
         guide_positives: torch.Tensor,
         guide_negatives: Optional[torch.Tensor] = None,
+        negative_ids: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         return guided_info_nce(
             queries, positives, negatives, guide_queries=guide_queries, guide_positives=guide_positives,
-            guide_negatives=guide_negatives, temperature=self.temperature, margin_strategy=self.margin_strategy,
+            guide_negatives=guide_negatives, negative_ids=negative_ids, temperature=self.temperature, margin_strategy=self.margin_strategy,
             margin=self.margin, contrast_anchors=self.contrast_anchors, contrast_positives=self.contrast_positives,
             mask_self=self.mask_self, gather=self.gather, group=self.group, reduction=self.reduction,
         )

@@ -19,10 +19,13 @@ from ._common import (
     check_optional_float,
     check_reduction,
     check_similarity,
+    check_outcome,
     check_temperature,
     embed_prep,
     fp32_context,
+    lonely_rows,
     reduce,
+    zero_padding,
 )
 from .distributed import gather_no_grad, gather_with_grad, rank_and_world_size
 
@@ -35,6 +38,7 @@ class Prepared:
 
     directions: list[Any]  # Candidates (in_batch) or PerRow (not in_batch)
     batch: int
+    inputs: list[tuple[str, Any, Any]]  # (name, checked tensor, padding) to name a non-finite input
 
 
 @dataclass
@@ -45,6 +49,7 @@ class PerRow:
     row_ids: Optional[torch.Tensor]
     cand_ids: Optional[torch.Tensor]  # [B, 1 + n]
     cand_has_id: Optional[torch.Tensor]  # [B, 1 + n]
+    cand_pad: Optional[torch.Tensor] = None  # [B, 1 + n]: padded negatives
 
 
 def prepare(
@@ -70,27 +75,28 @@ def prepare(
         if n is None:
             raise ParameterError("negative_ids were given without negatives")
         nid = check_ids(negative_ids, "negative_ids", tuple(n.shape[:2]), q.device)
-        if pid is None:
-            raise ParameterError("negative_ids need positive_ids too (a negative is masked when its id equals the positive's)")
     if symmetric and not in_batch:
         raise ParameterError(
             "symmetric=True needs in_batch=True: with in_batch=False the positive->query direction has a "
             "single candidate and its loss is always 0"
         )
+    pad = None if nid is None else nid < 0  # [B, n]: padding slots (a missing mined negative)
+    inputs = [("queries", q, None), ("positives", p, None), ("negatives", n, pad)]
     qe, pe = embed_prep(q, similarity), embed_prep(p, similarity)
-    ne = embed_prep(n, similarity) if n is not None else None
+    ne = embed_prep(zero_padding(n, pad), similarity) if n is not None else None
 
     if not in_batch:
         pos = (qe * pe).sum(-1, keepdim=True)
         sim = pos if ne is None else torch.cat([pos, torch.einsum("bd,bnd->bn", qe, ne)], dim=1)
-        cids = chas = None
+        cids = chas = cpad = None
         if pid is not None:
-            cids = pid[:, None] if nid is None else torch.cat([pid[:, None], nid], dim=1)
-            chas = torch.ones_like(cids, dtype=torch.bool)
-            if nid is None and ne is not None:
-                cids = torch.cat([cids, torch.zeros_like(cids).expand(B, ne.shape[1])], dim=1)
-                chas = torch.cat([chas, torch.zeros(B, ne.shape[1], dtype=torch.bool, device=q.device)], dim=1)
-        return Prepared([PerRow(sim, pid, cids, chas)], B)
+            cids = pid[:, None]
+            if ne is not None:
+                cids = torch.cat([cids, nid if nid is not None else torch.full((B, ne.shape[1]), -1, device=q.device)], 1)
+            chas = cids >= 0
+        if pad is not None:
+            cpad = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=q.device), pad], dim=1)
+        return Prepared([PerRow(sim, pid, cids, chas, cpad)], B, inputs)
 
     rank, world = rank_and_world_size(group) if gather else (0, 1)
     offset = rank * B
@@ -105,48 +111,47 @@ def prepare(
     docs = p_all if n_all is None else torch.cat([p_all, n_all.reshape(-1, n_all.shape[-1])], dim=0)
     targets = torch.arange(offset, offset + B, device=q.device)
     pos_sim = (qe * pe).sum(-1)
-    cand_ids = cand_has = None
+    cand_ids = cand_has = cand_pad = None
     if pid is not None:
         assert pid_all is not None
-        if n_all is None:
-            cand_ids = pid_all
-        elif nid_all is not None:
-            cand_ids = torch.cat([pid_all, nid_all.reshape(-1)])
-        else:
-            cand_ids = torch.cat([pid_all, torch.zeros(n_all.shape[0] * n_all.shape[1], dtype=torch.long, device=q.device)])
-            cand_has = torch.zeros(docs.shape[0], dtype=torch.bool, device=q.device)
-            cand_has[: p_all.shape[0]] = True
-    dirs: list[Any] = [Candidates(qe, docs, targets, pos_sim, pid, cand_ids, cand_has)]
+        cand_ids = pid_all
+        if n_all is not None:
+            n_ids = nid_all.reshape(-1) if nid_all is not None else torch.full(
+                (n_all.shape[0] * n_all.shape[1],), -1, dtype=torch.long, device=q.device)
+            cand_ids = torch.cat([pid_all, n_ids])
+        cand_has = cand_ids >= 0
+    if nid_all is not None:
+        cand_pad = torch.cat([torch.zeros(p_all.shape[0], dtype=torch.bool, device=q.device), nid_all.reshape(-1) < 0])
+    dirs: list[Any] = [Candidates(qe, docs, targets, pos_sim, pid, cand_ids, cand_has, cand_pad)]
     if symmetric:
         # positive i against every (gathered) query; a query whose positive has the same id also matches.
-        dirs.append(Candidates(pe, q_all, targets, pos_sim, pid, pid_all, None))
-    return Prepared(dirs, B)
+        dirs.append(Candidates(pe, q_all, targets, pos_sim, pid, pid_all, None if pid_all is None else pid_all >= 0))
+    return Prepared(dirs, B, inputs)
 
 
 def direction_logits(
     d: Any, scale: float, margin: Optional[float], alpha: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logits [B, N], targets [B])`` of one direction, masks (-inf) and hardness bias applied."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(logits [B, N], targets [B], rows left with nothing to contrast)`` of one direction, masks
+    (-inf) and hardness bias applied."""
     if isinstance(d, PerRow):
         sim = d.sim
         targets = torch.zeros(sim.shape[0], dtype=torch.long, device=sim.device)
         pos_sim = sim[:, 0]
-        mask, bias = candidate_mask_bias(
-            sim, targets, pos_sim=pos_sim, row_ids=d.row_ids, cand_ids=d.cand_ids, cand_has_id=d.cand_has_id,
-            margin=margin, alpha=alpha,
-        )
     else:
         sim = d.rows @ d.cands.T
-        targets = d.targets
-        mask, bias = candidate_mask_bias(
-            sim, targets, pos_sim=d.pos_sim, row_ids=d.row_ids, cand_ids=d.cand_ids, cand_has_id=d.cand_has_id,
-            margin=margin, alpha=alpha,
-        )
-    return apply_mask_bias(sim * scale, mask, bias), targets
+        targets, pos_sim = d.targets, d.pos_sim
+    mask, bias = candidate_mask_bias(
+        sim, targets, pos_sim=pos_sim, row_ids=d.row_ids, cand_ids=d.cand_ids, cand_has_id=d.cand_has_id,
+        cand_pad=d.cand_pad, margin=margin, alpha=alpha,
+    )
+    lonely = lonely_rows(mask, *sim.shape, sim.device)
+    return apply_mask_bias(sim * scale, mask, bias), targets, lonely
 
 
-def check_common(temperature: Any, false_negative_margin: Any, hardness_alpha: Any) -> tuple[float, Optional[float], float]:
-    t = check_temperature(temperature)
+def check_common(temperature: Any, false_negative_margin: Any, hardness_alpha: Any,
+                 similarity: Any = "cosine") -> tuple[float, Optional[float], float]:
+    t = check_temperature(temperature, similarity=check_similarity(similarity))
     return t, check_optional_float(false_negative_margin, "false_negative_margin"), check_float(hardness_alpha, "hardness_alpha")
 
 
@@ -178,14 +183,20 @@ def info_nce(
     negatives : torch.Tensor, shape (B, n, d), optional
         Mined hard negatives of each query.
     temperature : float, default 0.05
-        ``0.05`` is sentence-transformers' ``scale=20``.
+        ``0.05`` is sentence-transformers' ``scale=20`` (``temperature = 1 / scale``); above 1
+        with cosine similarity it warns.
     symmetric : bool, default False
         Average the query->document loss with the positive->query loss (positives only, as in
         sentence-transformers' symmetric MNRL).
     in_batch : bool, default True
         Use the other rows' positives and negatives as negatives too.
     positive_ids, negative_ids : torch.Tensor, shape (B,) and (B, n), optional
-        Item ids: a candidate with the same id as row ``i``'s positive (a duplicate) is masked.
+        Item ids (e.g. corpus ids from :func:`hardneg.mine`): a candidate with the same id as row
+        ``i``'s positive (a duplicate) is masked. ``-1`` is padding, as in :class:`hardneg.Mined`:
+        a negative with id ``-1`` is a missing one and is masked for every row (its embedding is
+        ignored); a positive with id ``-1`` has no id and matches nothing. ``negative_ids`` may be
+        given alone to mark padding. A row left with nothing to contrast adds 0 and warns; a NaN
+        in a used embedding raises :class:`~hardneg.NonFiniteError` naming it.
     false_negative_margin : float, optional
         Mask candidates whose similarity exceeds ``s(q_i, d_i+) - margin`` (Qwen3-Embedding:
         ``margin=-0.1``, i.e. mask what beats the positive by more than 0.1).
@@ -193,6 +204,7 @@ def info_nce(
         Add ``alpha * sg(s)`` to every negative logit of the query->document direction (LLaVE
         alpha=9, EmbeddingGemma alpha=5; sentence-transformers ``hardness_mode="all_negatives"``).
     similarity : {"cosine", "dot"}, default "cosine"
+        The names mining's ``metric`` uses (``"ip"`` is accepted for ``"dot"``).
     gather : bool, default False
         Contrast against the candidates of every rank (:func:`gather_with_grad`); the loss is the
         mean over local rows, exact after DDP averaging. No effect with ``in_batch=False``.
@@ -213,7 +225,7 @@ def info_nce(
     >>> bool(loss < info_nce(q, p))
     True
     """
-    t, margin, alpha = check_common(temperature, false_negative_margin, hardness_alpha)
+    t, margin, alpha = check_common(temperature, false_negative_margin, hardness_alpha, similarity)
     reduction = check_reduction(reduction)
     with fp32_context(queries):
         prep = prepare(
@@ -221,13 +233,15 @@ def info_nce(
             symmetric=symmetric, in_batch=in_batch, similarity=similarity, gather=gather, group=group,
         )
         scale = 1.0 / t
-        per_dir = []
+        per_dir, lonely = [], 0
         for k, d in enumerate(prep.directions):
             # hardness weighting applies to the query->document direction only (as in sentence-transformers)
-            logits, targets = direction_logits(d, scale, margin, alpha if k == 0 else 0.0)
+            logits, targets, alone = direction_logits(d, scale, margin, alpha if k == 0 else 0.0)
             pos = logits.gather(1, targets[:, None])[:, 0]
             per_dir.append(torch.logsumexp(logits, dim=1) - pos)
+            lonely = lonely + alone
         loss = per_dir[0] if len(per_dir) == 1 else 0.5 * (per_dir[0] + per_dir[1])
+        check_outcome(loss, lonely, prep.batch, prep.inputs, "info_nce")
         return reduce(loss, reduction)
 
 
@@ -270,7 +284,7 @@ class InfoNCE(nn.Module):
     ) -> None:
         super().__init__()
         self.temperature, self.false_negative_margin, self.hardness_alpha = check_common(
-            temperature, false_negative_margin, hardness_alpha
+            temperature, false_negative_margin, hardness_alpha, similarity
         )
         self.symmetric, self.in_batch = bool(symmetric), bool(in_batch)
         self.similarity = check_similarity(similarity)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ParameterError
-from ._common import check_embeddings
+from ._common import check_embeddings, check_ids, zero_padding
 
 __all__ = ["mix_hard_negatives"]
 
@@ -27,6 +27,7 @@ def mix_hard_negatives(
     num_query_mixed: int = 0,
     num_hard: Optional[int] = None,
     max_query_weight: float = 0.5,
+    negative_ids: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
     """Synthetic hard negatives for each query, mixed from its hardest negatives (MoCHi).
@@ -53,6 +54,11 @@ def mix_hard_negatives(
     num_hard : int, optional
         How many of the hardest negatives to mix (default: all ``m``).
     max_query_weight : float, default 0.5
+    negative_ids : torch.Tensor, shape (B, m), optional
+        ``-1`` marks padding (a missing mined negative, as in :class:`hardneg.Mined`): never
+        mixed. A row with fewer than ``num_hard`` real negatives mixes among those it has (its
+        indices are then drawn as ``floor(u * count)`` with ``u ~ U(0, 1)`` instead of
+        ``randint``); a row with none raises :class:`~hardneg.ParameterError`.
     generator : torch.Generator, optional
         A CPU generator, for reproducible draws.
 
@@ -81,10 +87,23 @@ def mix_hard_negatives(
         raise ParameterError(f"num_hard={k} is larger than the {m} negatives per query")
     if not (0.0 <= float(max_query_weight) <= 1.0):
         raise ParameterError(f"max_query_weight must be in [0, 1], got {max_query_weight!r}")
+    pad = None if negative_ids is None else check_ids(negative_ids, "negative_ids", (B, m), q.device) < 0
+    counts = None  # real negatives among each row's k hardest, when padding is present
+    if pad is not None and bool(pad.any()):
+        real = (~pad).sum(dim=1)
+        if bool((real == 0).any()):
+            row = int(torch.nonzero(real == 0)[0, 0])
+            raise ParameterError(f"row {row} has no negative to mix: all its negative_ids are -1 (padding); leave "
+                                 "that row out or give it a negative")
+        counts = real.clamp(max=k).cpu()
+    else:
+        pad = None
     with torch.no_grad():
         qu = F.normalize(q.detach().float(), dim=-1)
-        nu = F.normalize(n.detach().float(), dim=-1)
+        nu = F.normalize(zero_padding(n.detach(), pad).float(), dim=-1)
         scores = torch.einsum("bd,bmd->bm", qu, nu)
+        if pad is not None:
+            scores = scores.masked_fill(pad, float("-inf"))  # padding ranks last, never among the drawn
         order = torch.argsort(-scores, dim=1, stable=True)[:, :k]
         hard = nu.gather(1, order[:, :, None].expand(B, k, nu.shape[-1]))  # [B, k, d]
         out = []
@@ -94,13 +113,18 @@ def mix_hard_negatives(
             idx = idx.to(dev)
             return hard.gather(1, idx[:, :, None].expand(B, idx.shape[1], hard.shape[-1]))
 
+        def draw(cols: int) -> torch.Tensor:
+            if counts is None:
+                return torch.randint(0, k, (B, cols), generator=generator)
+            return (torch.rand(B, cols, generator=generator, dtype=torch.float64) * counts[:, None]).long()
+
         if num_mixed:
-            xa = torch.randint(0, k, (B, num_mixed), generator=generator)
-            xb = torch.randint(0, k, (B, num_mixed), generator=generator)
+            xa = draw(num_mixed)
+            xb = draw(num_mixed)
             a = torch.rand(B, num_mixed, 1, generator=generator).to(dev)
             out.append(F.normalize(a * pick(xa) + (1.0 - a) * pick(xb), dim=-1))
         if num_query_mixed:
-            xa = torch.randint(0, k, (B, num_query_mixed), generator=generator)
+            xa = draw(num_query_mixed)
             b = (torch.rand(B, num_query_mixed, 1, generator=generator) * float(max_query_weight)).to(dev)
             out.append(F.normalize(b * qu[:, None, :] + (1.0 - b) * pick(xa), dim=-1))
         if not out:

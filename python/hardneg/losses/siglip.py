@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ParameterError
-from ._common import candidate_mask_bias, fp32_context, check_float, check_reduction, reduce
+from ._common import candidate_mask_bias, check_float, check_outcome, check_reduction, fp32_context, reduce
 from .infonce import PerRow, prepare
 
 __all__ = ["SigLIPLoss", "siglip_loss"]
@@ -34,7 +34,8 @@ def siglip_loss(
 
     ``z_ic = +1`` for row ``i``'s positive (and, with ids, for every candidate with the same id as the
     positive: several positives are natural for a sigmoid loss), ``-1`` for every other candidate
-    (the candidates of :class:`~hardneg.losses.InfoNCE`). The loss is normalised per anchor:
+    (the candidates of :class:`~hardneg.losses.InfoNCE`; a negative with id ``-1`` is padding and
+    forms no pair). The loss is normalised per anchor:
     ``mean`` averages ``L_i`` over the (local) rows, as in big_vision and open_clip.
 
     Parameters
@@ -62,11 +63,10 @@ def siglip_loss(
         if isinstance(d, PerRow):
             sim = d.sim
             targets = torch.zeros(sim.shape[0], dtype=torch.long, device=sim.device)
-            row_ids, cand_ids, has = d.row_ids, d.cand_ids, d.cand_has_id
         else:
             sim = d.rows @ d.cands.T
-            targets, row_ids, cand_ids, has = d.targets, d.row_ids, d.cand_ids, d.cand_has_id
-        same, _ = candidate_mask_bias(sim, None, row_ids=row_ids, cand_ids=cand_ids, cand_has_id=has)
+            targets = d.targets
+        same, _ = candidate_mask_bias(sim, None, row_ids=d.row_ids, cand_ids=d.cand_ids, cand_has_id=d.cand_has_id)
         z = -torch.ones_like(sim)
         if same is not None:
             z = z.masked_fill(same, 1.0)
@@ -74,7 +74,12 @@ def siglip_loss(
         t = logit_scale.float().exp() if isinstance(logit_scale, torch.Tensor) else math.exp(check_float(logit_scale, "logit_scale"))
         b = logit_bias.float() if isinstance(logit_bias, torch.Tensor) else check_float(logit_bias, "logit_bias")
         logits = sim * t + b
-        loss = -F.logsigmoid(z * logits).sum(dim=1)
+        terms = -F.logsigmoid(z * logits)
+        if d.cand_pad is not None:  # padding (negative id -1) is no pair at all
+            pad = d.cand_pad[None, :] if d.cand_pad.dim() == 1 else d.cand_pad
+            terms = terms.masked_fill(pad, 0.0)
+        loss = terms.sum(dim=1)
+        check_outcome(loss, None, prep.batch, prep.inputs, "siglip_loss")
         return reduce(loss, reduction)
 
 

@@ -11,6 +11,7 @@ mod errors;
 mod hnsw;
 mod index;
 mod mine;
+mod runtime;
 
 use pyo3::prelude::*;
 
@@ -23,6 +24,7 @@ fn _hardneg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<hnsw::HnswIndex>()?;
     m.add_function(wrap_pyfunction!(index::isa, m)?)?;
     m.add_function(wrap_pyfunction!(index::available_isas, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::default_threads, m)?)?;
     m.add_function(wrap_pyfunction!(mine::select_negatives, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::cluster_rows, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::dense_keys, m)?)?;
