@@ -122,6 +122,31 @@ def exact_scores_of(flat, queries, ids):
     return flat.score(queries, np.where(ids >= 0, ids, -1))
 
 
+def print_summary(out: dict) -> None:
+    """The run as two markdown tables, every time as a ratio to hardneg's in the same run."""
+    rows = out["rows"]
+    ours = rows[0]
+    print(f"\n{out['data']} {out['n']:,} x {out['d']}, {out['queries']:,} queries, {out['threads']} threads")
+    print("\n| index | build s | build rows/s | build time / hardneg's | memory GiB |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['name']} | {r['build_s']:.1f} | {r['build_rows_per_s']:,.0f} | {r['build_s'] / ours['build_s']:.2f} | {r['mem_gib']:.2f} |")
+    others = rows[1:]
+    flat_qps = out["queries"] / out["flat_search_s"]
+    head = " | ".join(f"{r['name']} q/s (recall)" for r in rows)
+    ratios = " | ".join(f"hardneg / {r['name'].split()[0]}" for r in others)
+    print(f"\n| ef | k | {head} | {ratios} | hardneg / exact FlatIndex ({flat_qps:,.0f} q/s) |")
+    print("|---:|---:|" + "---:|" * (len(rows) + len(others) + 1))
+    for i, s in enumerate(ours["search"]):
+        cells = " | ".join(f"{r['search'][i]['qps']:,.0f} ({r['search'][i]['recall']:.3f})" for r in rows)
+        rel = " | ".join(f"{s['qps'] / r['search'][i]['qps']:.2f}x" for r in others)
+        print(f"| {s['ef']} | {s['k']} | {cells} | {rel} | {s['qps'] / flat_qps:.1f}x |")
+    if "mine" in out:
+        m = out["mine"]
+        print(f"\nmining {m['queries']:,} queries: HnswIndex {m['hnsw_s']:.1f} s, FlatIndex {m['flat_s']:.1f} s "
+              f"(FlatIndex / HnswIndex {m['flat_s'] / m['hnsw_s']:.2f}x); negatives in common {m['overlap']:.4f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", choices=["clustered", "debian"], default="clustered")
@@ -194,10 +219,10 @@ def main() -> None:
         pos = np.arange(m, dtype=np.int64)
         kw = dict(num_negatives=8, metric="ip", range_max=50, seed=0, threads=t)
         t0 = time.perf_counter()
-        mh = hardneg.mine(mq, hn, pos, **kw)
+        mh = hardneg.mine(mq, positives=pos, index=hn, **kw)
         mh_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        mf = hardneg.mine(mq, flat, pos, **kw)
+        mf = hardneg.mine(mq, positives=pos, index=flat, **kw)
         mf_s = time.perf_counter() - t0
         a, b = mh.negatives, mf.negatives
         same = sum(len(set(x[x >= 0]) & set(y[y >= 0])) for x, y in zip(a, b))
@@ -252,6 +277,7 @@ def main() -> None:
 
     out["peak_rss_gib"] = peak_gib()
     print(f"peak RSS {out['peak_rss_gib']:.2f} GiB", flush=True)
+    print_summary(out)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 

@@ -333,18 +333,117 @@ def test_repr_and_properties(rng):
     assert set(index.orphans) == {"found", "remaining"}
 
 
-def test_mining_over_an_hnsw_index_matches_flat_mining(rng):
+def test_mining_over_an_hnsw_index_agrees_with_flat_mining(rng):
+    """Approximate mining: most negatives agree with exact mining, and agreeing ones score the same."""
     corpus = clustered(rng, 4000, 32)
     queries = corpus[:300] + 0.02 * rng.standard_normal((300, 32)).astype(np.float32)
     positives = np.arange(300)
-    kw = dict(num_negatives=5, metric="ip", range_max=40, relative_margin=0.05, seed=1)
-    hn = hardneg.mine(queries, hardneg.HnswIndex(corpus, progress=False), positives, **kw)
-    fl = hardneg.mine(queries, hardneg.FlatIndex(corpus), positives, **kw)
+    kw = dict(num_negatives=5, range_max=40, relative_margin=0.05, seed=1, progress=False)
+    hn = hardneg.mine(queries, positives=positives, index=hardneg.HnswIndex(corpus, progress=False), **kw)
+    fl = hardneg.mine(queries, positives=positives, index=hardneg.FlatIndex(corpus), **kw)
     assert (hn.negatives != positives[:, None]).all()
     same = sum(len(set(a) & set(b)) for a, b in zip(hn.negatives.tolist(), fl.negatives.tolist()))
     assert same / fl.negatives.size >= 0.97
-    # where the negatives agree, so do their exact scores (rescored like FlatIndex)
+    # where the negatives agree, so do their exact scores (rescored like FlatIndex), and the
+    # positives are scored exactly by both
     agree = hn.negatives == fl.negatives
     np.testing.assert_array_equal(hn.scores[agree], fl.scores[agree])
+    np.testing.assert_array_equal(hn.positive_scores, fl.positive_scores)
     with pytest.raises(hardneg.ParameterError, match="expansion_search"):
-        hardneg.mine(queries, hardneg.HnswIndex(corpus, expansion_search=20, progress=False), positives, **kw)
+        hardneg.mine(queries, positives=positives, index=hardneg.HnswIndex(corpus, expansion_search=20, progress=False), **kw)
+
+
+@pytest.mark.parametrize("sampling", ["top", "random", "simans"])
+@pytest.mark.parametrize("metric", ["dot", "cosine"])
+def test_mining_equals_flat_mining_where_the_search_is_exact(sampling, metric):
+    """Where the graph walk finds the exact candidate lists (checked first: recall 1), mining an
+    HnswIndex gives FlatIndex's output exactly: negatives, scores, positives and counters."""
+    rng = np.random.default_rng(11)  # a fixed, well-connected set (a seeded one-thread build)
+    corpus = clustered(rng, 600, 16, spread=1.0)
+    if metric == "cosine":  # rows of several lengths, which cosine must not see
+        corpus = corpus * rng.uniform(0.5, 2.0, (600, 1)).astype(np.float32)
+    queries = corpus[:80] + 0.05 * rng.standard_normal((80, 16)).astype(np.float32)
+    positives = [list(range(i, i + 1 + i % 3)) for i in range(80)]
+    hn_index = hardneg.HnswIndex(corpus, metric=metric, expansion_search=600, deterministic=True, progress=False)
+    fl_index = hardneg.FlatIndex(corpus, metric=metric)
+    # the precondition: the rescored search equals exact search on the candidate lists mining uses
+    flat_s, flat_i = fl_index.search(queries, 30, exclude=positives)
+    hn_s, hn_i = hn_index.search(queries, 30, exclude=positives)
+    np.testing.assert_array_equal(hn_i, flat_i)
+    np.testing.assert_array_equal(hn_s, flat_s)
+    kw = dict(positives=positives, num_negatives=6, range_min=2, range_max=30, absolute_margin=0.01,
+              sampling=sampling, seed=4, progress=False, chunk_size=32)
+    hn = hardneg.mine(queries, index=hn_index, **kw)
+    fl = hardneg.mine(queries, index=fl_index, **kw)
+    for name in ("negatives", "scores", "positives", "positive_scores"):
+        np.testing.assert_array_equal(getattr(hn, name), getattr(fl, name), err_msg=name)
+    assert hn.stats == fl.stats and hn.params == fl.params
+
+
+def test_metric_vocabulary_dot_cosine_and_ip(rng):
+    corpus = clustered(rng, 300, 8)
+    for name, want in (("dot", "dot"), ("ip", "dot"), ("cosine", "cosine")):
+        index = hardneg.HnswIndex(corpus, metric=name, progress=False)
+        assert index.metric == want
+        assert f"metric={want!r}" in repr(index)
+    dot = hardneg.HnswIndex(corpus, metric="ip", progress=False)
+    a = hardneg.mine(corpus[:20], positives=np.arange(20), index=dot, metric="ip", num_negatives=3, progress=False)
+    b = hardneg.mine(corpus[:20], positives=np.arange(20), index=dot, num_negatives=3, progress=False)
+    np.testing.assert_array_equal(a.negatives, b.negatives)
+    assert a.params["metric"] == "dot"
+    with pytest.raises(hardneg.ParameterError, match="metric='dot' but metric='cosine'"):
+        hardneg.mine(corpus[:20], positives=np.arange(20), index=dot, metric="cosine", progress=False)
+    with pytest.raises(hardneg.ParameterError, match="metric"):
+        hardneg.HnswIndex(corpus, metric="l2", progress=False)
+
+
+def test_saved_index_mines_by_path_in_python_and_the_cli(tmp_path, rng):
+    import subprocess
+    import sys
+
+    corpus = clustered(rng, 500, 8)
+    queries, positives = corpus[:40], np.arange(40)
+    index = hardneg.HnswIndex(corpus, progress=False)
+    path = tmp_path / "corpus.hnsw"
+    index.save(path)
+    loaded = hardneg.load_index(path)
+    assert isinstance(loaded, hardneg.HnswIndex) and loaded.is_view
+    assert not hardneg.load_index(path, mmap=False).is_view
+    want = hardneg.mine(queries, positives=positives, index=index, num_negatives=4, progress=False)
+    got = hardneg.mine(queries, positives=positives, index=str(path), num_negatives=4, progress=False)
+    np.testing.assert_array_equal(got.negatives, want.negatives)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    # a file of another format version is named as such by load_index too
+    raw = bytearray(path.read_bytes())
+    raw[16] = 9
+    (tmp_path / "v9.hnsw").write_bytes(bytes(raw))
+    with pytest.raises(hardneg.InputFileError, match="format 9"):
+        hardneg.load_index(tmp_path / "v9.hnsw")
+    np.save(tmp_path / "q.npy", queries)
+    np.save(tmp_path / "p.npy", positives)
+    cmd = [sys.executable, "-m", "hardneg.cli", "mine", "--queries", str(tmp_path / "q.npy"), "--positives",
+           str(tmp_path / "p.npy"), "--index", str(path), "--num-negatives", "4", "--out", str(tmp_path / "out"),
+           "--no-progress"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    np.testing.assert_array_equal(hardneg.load_mined(tmp_path / "out").negatives, want.negatives)
+
+
+def test_a_mining_job_resumes_only_over_the_same_graph(tmp_path, rng):
+    """The job fingerprint names the index: its kind, parameters and graph digest. The saved
+    file of the index resumes the job; another graph (another seed) or a FlatIndex is refused."""
+    corpus = clustered(rng, 500, 8)
+    queries, positives = corpus[:60], np.arange(60)
+    index = hardneg.HnswIndex(corpus, deterministic=True, seed=1, progress=False)
+    path = tmp_path / "a.hnsw"
+    index.save(path)
+    out = tmp_path / "job"
+    kw = dict(num_negatives=3, shard_size=16, progress=False)
+    first = hardneg.mine_to_disk(queries, None, positives, out, index=index, **kw)
+    again = hardneg.mine_to_disk(queries, None, positives, out, index=str(path), **kw)  # same graph, from its file
+    np.testing.assert_array_equal(again.negatives, first.negatives)
+    assert hardneg.HnswIndex.load(path)._job_identity() == index._job_identity()
+    other = hardneg.HnswIndex(corpus, deterministic=True, seed=2, progress=False)
+    for wrong in (other, hardneg.FlatIndex(corpus)):
+        with pytest.raises(hardneg.OutputDirError, match="different mining job"):
+            hardneg.mine_to_disk(queries, None, positives, out, index=wrong, **kw)

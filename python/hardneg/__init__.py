@@ -1,6 +1,7 @@
 """hardneg: Rust-accelerated negative sampling for training embedding models.
 
-* :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions.
+* :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions;
+  :func:`load_index` opens a saved index of any kind.
 * :class:`HnswIndex`: approximate top-k on an HNSW graph (usearch) with the same output, for
   corpora beyond brute force; saved and memory-mapped files.
 * :func:`mine` / :class:`Mined`: streaming hard-negative mining (search, filters, window, sampling).
@@ -34,7 +35,7 @@ from .errors import (
     ParameterError,
     ShapeError,
 )
-from .index import FlatIndex, topk
+from .index import FlatIndex, load_index, topk
 from .hnsw import HnswIndex
 from .selection import Selection, select_negatives
 from .mining import Mined, mine
@@ -48,6 +49,7 @@ __all__ = [
     "FlatIndex",
     "HnswIndex",
     "topk",
+    "load_index",
     "select_negatives",
     "mine",
     "Mined",

@@ -57,6 +57,7 @@ class HnswIndex:
     def params(self) -> tuple[int, int, int, int]: ...
     @property
     def orphans(self) -> tuple[int, int]: ...
+    def graph_digest(self, *, threads: int = 0) -> int: ...
     @property
     def memory_usage(self) -> int: ...
     @property
@@ -109,6 +110,61 @@ def select_negatives(
     query_offset: int = 0,
     threads: int = 0,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], dict[str, int]]: ...
+def excluded_counts(
+    n: int,
+    offsets: npt.NDArray[np.int64],
+    ids: npt.NDArray[np.int64],
+    exclude_offsets: npt.NDArray[np.int64] | None = None,
+    exclude_ids: npt.NDArray[np.int64] | None = None,
+    *,
+    exclude_self: bool = False,
+) -> npt.NDArray[np.int64]: ...
+
+class Miner:
+    def __new__(
+        cls,
+        index: object,
+        *,
+        num_negatives: int,
+        positive_width: int,
+        range_max: int | None = None,
+        candidates: int | None = None,
+        positives: str = "exclude",
+        exclude_self: bool = False,
+        range_min: int = 0,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        absolute_margin: float | None = None,
+        relative_margin: float | None = None,
+        sampling: str = "top",
+        simans_a: float = 0.5,
+        simans_b: float = 0.0,
+        seed: int = 0,
+        threads: int = 0,
+    ) -> Miner: ...
+    def mine(
+        self,
+        queries: npt.NDArray[np.float32],
+        positive_offsets: npt.NDArray[np.int64],
+        positive_ids: npt.NDArray[np.int64],
+        exclude_offsets: npt.NDArray[np.int64] | None = None,
+        exclude_ids: npt.NDArray[np.int64] | None = None,
+        *,
+        query_offset: int = 0,
+    ) -> tuple[
+        npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32], dict[str, int]
+    ]: ...
+    def candidates(
+        self,
+        queries: npt.NDArray[np.float32],
+        positive_offsets: npt.NDArray[np.int64],
+        positive_ids: npt.NDArray[np.int64],
+        exclude_offsets: npt.NDArray[np.int64] | None = None,
+        exclude_ids: npt.NDArray[np.int64] | None = None,
+        *,
+        query_offset: int = 0,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+
 def cluster(
     embeddings: npt.NDArray[np.float32],
     n_clusters: int,

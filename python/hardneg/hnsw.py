@@ -8,9 +8,9 @@ from typing import Any, Literal
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_id_matrix, as_matrix, as_queries, as_threads, id_lists_to_csr
+from ._arrays import as_count, as_id_matrix, as_matrix, as_queries, as_threads, id_lists_to_csr, similarity_name
 from .errors import ParameterError
-from .index import Metric
+from .index import _SAVED_INDEXES, Metric
 from .selection import _seed
 
 __all__ = ["HnswIndex", "Storage"]
@@ -40,12 +40,13 @@ class HnswIndex:
         Embeddings. A C-contiguous float32 array (or ``np.memmap``) is borrowed without a copy
         for exact rescoring (do not modify it while the index lives); the graph keeps its own
         copy in ``storage``. Checked once for NaN/Inf.
-    metric : {"ip", "cosine"}, default "ip"
-        Inner product, or cosine similarity (the graph stores normalised rows). ``ip`` suits
-        rows of similar length, as sentence-embedding models produce.
+    metric : {"dot", "cosine"}, default "dot"
+        Inner product (``"ip"`` is accepted for ``"dot"``), or cosine similarity (the graph
+        stores normalised rows). ``"dot"`` suits rows of similar length, as sentence-embedding
+        models produce.
     storage : {"float32", "bfloat16", "int8"}, default "float32"
         How the graph stores vectors: 4, 2 or 1 byte per value. ``int8`` keeps only each row's
-        direction, so with ``metric="ip"`` the rows must have one length (else ParameterError).
+        direction, so with ``metric="dot"`` the rows must have one length (else ParameterError).
     connectivity : int, default 16
         Edges per node (``2 * connectivity`` on the bottom level), FAISS's ``M``.
     expansion_add : int, default 128
@@ -87,7 +88,7 @@ class HnswIndex:
         self,
         corpus: Any,
         *,
-        metric: Metric = "ip",
+        metric: Metric = "dot",
         storage: Storage = "float32",
         connectivity: int = 16,
         expansion_add: int = 128,
@@ -97,11 +98,12 @@ class HnswIndex:
         threads: int | None = None,
         progress: bool = True,
     ) -> None:
+        name = similarity_name(metric, "metric")
         arr = as_matrix(corpus, "corpus")
         nthreads = as_threads(threads)
         inner = _hardneg.HnswIndex(
             arr,
-            metric=metric,
+            metric="ip" if name == "dot" else name,
             storage=storage,
             connectivity=as_count(connectivity, "connectivity", 2),
             expansion_add=as_count(expansion_add, "expansion_add"),
@@ -141,7 +143,7 @@ class HnswIndex:
             The float32 rows the index was built from (an ``np.memmap`` is fine). Needed for
             exact rescoring when the index stores ``bfloat16`` or ``int8`` vectors, and for
             :meth:`recall`. Without it a ``float32`` index rescores with its stored vectors:
-            the same scores for ``ip``; for ``cosine`` equal to within rounding.
+            the same scores for ``"dot"``; for ``"cosine"`` equal to within rounding.
         mmap : bool, default True
             Map the file and search it in place (read-only; pages load on demand) instead of
             reading it into memory.
@@ -204,8 +206,8 @@ class HnswIndex:
 
     @property
     def metric(self) -> Metric:
-        """``"ip"`` or ``"cosine"``."""
-        return self._inner.metric  # type: ignore[return-value]  # the extension says str
+        """``"dot"`` or ``"cosine"``."""
+        return similarity_name(self._inner.metric, "metric")  # type: ignore[return-value]  # the extension says "ip"
 
     @property
     def storage(self) -> Storage:
@@ -238,6 +240,17 @@ class HnswIndex:
         after the inserts, and ``remaining`` after inserting them again."""
         found, remaining = self._inner.orphans
         return {"found": found, "remaining": remaining}
+
+    def _job_identity(self) -> dict[str, Any]:
+        """What a resumable mining job records of this index (see :func:`hardneg.mine_to_disk`):
+        its kind, parameters and the digest of its graph, equal for an index and its saved file.
+        Cosine scores rescored from the stored (normalised) rows round differently from those
+        rescored from the corpus, so which one rescores is recorded too."""
+        c, ea, es, seed = self._inner.params
+        rescored = "stored rows" if self._corpus is None and self.metric == "cosine" else "corpus"
+        return {"kind": "hnsw", "storage": self.storage, "connectivity": c, "expansion_add": ea,
+                "expansion_search": es, "seed": seed, "graph_digest": f"{self._inner.graph_digest():016x}",
+                "rescored_from": rescored}
 
     @property
     def memory_usage(self) -> int:
@@ -401,3 +414,8 @@ class HnswIndex:
             q, k, exclude_offsets=offsets, exclude_ids=ids, expansion_search=ef, threads=as_threads(threads)
         )
 
+
+
+# load_index opens HnswIndex files by their header (every format version: the loader names the
+# version it cannot read).
+_SAVED_INDEXES[b"hardneg HNSW"] = ("hardneg.hnsw", "HnswIndex")

@@ -1,21 +1,28 @@
-"""Exact top-k similarity search: :class:`FlatIndex` and :func:`topk`."""
+"""Exact top-k similarity search: :class:`FlatIndex` and :func:`topk`; :func:`load_index` opens
+any saved hardneg index."""
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import Any, Literal
 
 import numpy as np
 
 from . import _hardneg
 from ._arrays import as_count, as_id_matrix, as_matrix, as_queries, as_threads, id_lists_to_csr, similarity_name
+from .errors import InputFileError
 
-__all__ = ["FlatIndex", "topk", "Metric"]
+__all__ = ["FlatIndex", "topk", "Metric", "load_index"]
 
 Metric = Literal["dot", "cosine", "ip"]
 
 
 class FlatIndex:
     """An exact similarity index over an ``[N, d]`` corpus.
+
+    Like every hardneg index it holds its extension object in ``_inner``; :func:`hardneg.mine`
+    hands that object to the Rust mining engine.
 
     The Rust engine scores queries against the corpus with a fused, register-blocked SIMD
     kernel and keeps each query's running top-k while the scores are still in registers; the
@@ -169,3 +176,50 @@ def topk(
     """
     index = FlatIndex(corpus, metric=metric, threads=threads)
     return index.search(queries, k, exclude=exclude, threads=threads)
+
+
+#: Saved index files by the first bytes of their header, and the ``(module, class)`` whose
+#: ``load(path, mmap=...)`` opens them.
+_SAVED_INDEXES: dict[bytes, tuple[str, str]] = {}
+
+
+def load_index(path: str | os.PathLike[str], *, mmap: bool = True) -> Any:
+    """Opens a saved hardneg index, whatever its kind, by the header of the file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by an index's ``save``.
+    mmap : bool, default True
+        Map the file instead of reading it into memory, where the index kind supports it.
+
+    Raises
+    ------
+    InputFileError
+        The file is missing, unreadable, or not a saved hardneg index.
+
+    Examples
+    --------
+    >>> import hardneg, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "corpus.npy")
+    >>> open(path, "wb").write(b"not an index")
+    12
+    >>> try:
+    ...     hardneg.load_index(path)
+    ... except hardneg.InputFileError as e:
+    ...     print("not a saved hardneg index" in str(e))
+    True
+    """
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise InputFileError(f"index file {p!r} does not exist; pass the path an index was saved to")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise InputFileError(f"index file {p!r} cannot be read ({e})") from e
+    for magic, (module, cls) in _SAVED_INDEXES.items():
+        if head.startswith(magic):
+            return getattr(importlib.import_module(module), cls).load(p, mmap=mmap)
+    raise InputFileError(f"{p!r} is not a saved hardneg index (its header starts {head[:16]!r}); pass a file written "
+                         "by an index's save(), or pass embeddings as corpus=")

@@ -1,11 +1,12 @@
 """Streaming hard-negative mining: :func:`mine` and its result :class:`Mined`.
 
-Queries are processed in chunks: each chunk is searched with :meth:`FlatIndex.search` (the
-query's positives and ``exclude`` ids are skipped inside the search, ``k = range_max``), its
-positives are scored in Rust exactly as the search scores candidates, and
-:func:`hardneg.select_negatives` picks the negatives. Memory is bounded by the chunk size and
-``range_max`` (plus the corpus itself, which may be a read-only ``np.memmap``), never by
-``Q x N``.
+Queries are processed in chunks. Each chunk goes to the Rust mining engine in one call, without
+the GIL: the search over the index (the query's positives and ``exclude`` ids skipped inside the
+search, ``k = range_max``, a query with fewer candidates gets a short row), the positives scored
+exactly as the search scores candidates, then the filters, rank window and sampling of
+:func:`hardneg.select_negatives`. Python keeps the argument handling and the output. Memory is
+bounded by the chunk size and ``range_max`` (plus the corpus itself, which may be a read-only
+``np.memmap``), never by ``Q x N``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import numpy as np
 from . import _hardneg
 from ._arrays import as_count, as_matrix, as_threads, check_real_dtype, from_torch, id_lists_to_csr, similarity_name
 from .errors import IdOutOfRangeError, InputFileError, NonFiniteError, ParameterError, ShapeError
-from .hnsw import HnswIndex
-from .index import FlatIndex
+from .index import FlatIndex, load_index
 from .selection import SIMANS_A, SIMANS_B, STAT_NAMES, Sampling, add_stats, _seed, check_filters, check_sampling
 
 __all__ = ["mine", "Mined", "default_range_max", "load_matrix"]
@@ -55,7 +55,7 @@ def default_range_max(range_min: int, num_negatives: int, max_positives: int, fi
 
 def load_matrix(x: Any, what: str) -> Any:
     """Opens a ``.npy`` path read-only memory-mapped; a CPU torch tensor becomes a numpy array;
-    arrays and :class:`FlatIndex` pass through.
+    arrays and index objects pass through.
 
     Raises :class:`InputFileError` for a missing, unreadable or malformed file, and
     :class:`DeviceError` for a tensor not in host memory.
@@ -98,46 +98,6 @@ def _ids_to_csr(x: Any, rows: int, n: int, what: str, allow_1d: bool) -> tuple[n
         raise IdOutOfRangeError(f"{what} for query {row} holds id {int(ids[j])}, outside the corpus ids 0..{n}; "
                                 "use -1 only as padding")
     return offsets, ids
-
-
-def _row_labels(offsets: np.ndarray) -> np.ndarray:
-    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
-
-
-def _unique_counts(offsets: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
-    """Distinct non-padding ids per row."""
-    rows = len(offsets) - 1
-    lab = _row_labels(offsets)
-    keep = ids != -1
-    key = np.unique(lab[keep] * np.int64(n) + ids[keep])
-    return np.bincount(key // np.int64(n), minlength=rows).astype(np.int64) if key.size else np.zeros(rows, np.int64)
-
-
-def _merge_csr(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise concatenation of two CSR lists with the same number of rows."""
-    (ao, ai), (bo, bi) = a, b
-    lab = np.concatenate([_row_labels(ao), _row_labels(bo)])
-    ids = np.concatenate([ai, bi])
-    order = np.argsort(lab, kind="stable")
-    offsets = ao + bo
-    return offsets.astype(np.int64), ids[order]
-
-
-def _slice_csr(offsets: np.ndarray, ids: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = offsets[a], offsets[b]
-    return offsets[a : b + 1] - lo, ids[lo:hi]
-
-
-def _csr_to_padded(offsets: np.ndarray, ids: np.ndarray, width: int | None = None) -> np.ndarray:
-    """CSR rows as a 2-D array padded with -1, ``width`` columns (default: the longest row, at
-    least one)."""
-    rows = len(offsets) - 1
-    if width is None:
-        width = max(int(np.diff(offsets).max()) if rows else 0, 1)
-    out = np.full((rows, width), -1, np.int64)
-    lab = _row_labels(offsets)
-    out[lab, np.arange(len(ids), dtype=np.int64) - offsets[lab]] = ids
-    return out
 
 
 def _describe(x: np.ndarray) -> dict[str, float]:
@@ -267,6 +227,8 @@ def to_arrow_table(query: np.ndarray, negatives: np.ndarray, scores: np.ndarray,
 
     def fixed(a: np.ndarray, typ: Any) -> Any:
         width = a.shape[1]
+        if width == 0:  # mined without positives: Arrow has no fixed-size list of size 0
+            return pa.array([[]] * a.shape[0], type=pa.list_(typ))
         return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(a).reshape(-1), type=typ), width)
 
     return pa.table({
@@ -324,7 +286,7 @@ class _Plan:
     def __init__(self, queries: Any, corpus: Any, positives: Any, *, num_negatives: Any, metric: Any, range_min: Any,
                  range_max: Any, min_score: Any, max_score: Any, absolute_margin: Any, relative_margin: Any,
                  sampling: Any, seed: Any, exclude: Any, threads: Any, simans_a: Any, simans_b: Any,
-                 chunk_size: Any, exclude_self: Any = False) -> None:
+                 chunk_size: Any, exclude_self: Any = False, index: Any = None) -> None:
         # Arguments first (cheap), then the arrays.
         self.num_negatives = as_count(num_negatives, "num_negatives")
         self.range_min = as_count(range_min, "range_min", minimum=0)
@@ -337,7 +299,7 @@ class _Plan:
                                  "lower min_score or raise max_score")
         self.threads = as_threads(threads)
         self.chunk_size = DEFAULT_CHUNK if chunk_size is None else as_count(chunk_size, "chunk_size")
-        metric = similarity_name(metric, "metric")
+        metric = None if metric is None else similarity_name(metric, "metric")
         if not isinstance(exclude_self, (bool, np.bool_)):
             raise ParameterError(f"exclude_self must be True or False, got {exclude_self!r}")
 
@@ -345,16 +307,8 @@ class _Plan:
         _check_dim(self.queries, "queries")
         if not hasattr(self.queries, "shape"):
             self.queries = as_matrix(self.queries, "queries")
-        corpus = load_matrix(corpus, "corpus")
-        if isinstance(corpus, (FlatIndex, HnswIndex)):
-            if corpus.metric != metric:
-                raise ParameterError(f"the corpus index was built with metric={corpus.metric!r} but metric={metric!r} "
-                                     f"was asked; pass metric={corpus.metric!r} or build the index with metric={metric!r}")
-            self.index = corpus
-        else:
-            _check_dim(corpus, "corpus")
-            self.index = FlatIndex(corpus, metric=metric, threads=threads)
-        self.metric = metric
+        self.index = _open_index(corpus, index, metric, threads)
+        self.metric = similarity_name(self.index.metric, "metric")
         self.n = len(self.index)
         self.rows = int(self.queries.shape[0])
         if int(self.queries.shape[1]) != self.index.dim:
@@ -364,7 +318,7 @@ class _Plan:
         self.pos = (_ids_to_csr(positives, self.rows, self.n, "positives", allow_1d=True) if positives is not None
                     else (np.zeros(self.rows + 1, np.int64), np.zeros(0, np.int64)))
         self.pos_width = int(np.diff(self.pos[0]).max()) if self.rows else 0
-        pos_counts = _unique_counts(*self.pos, self.n)
+        pos_counts = _hardneg.excluded_counts(self.n, *self.pos)  # distinct positives per query
         self.max_positives = int(pos_counts.max()) if self.rows else 0
         needs = next((k for k in ("absolute_margin", "relative_margin") if self.filters[k] is not None), None)
         if needs is None and self.sampling == "simans":
@@ -373,14 +327,11 @@ class _Plan:
             q = int(np.argmax(pos_counts == 0))
             raise ParameterError(f"query {q} has no positive, but {needs} is measured from the query's lowest positive "
                                  "score; give every query at least one positive, or drop the queries without one")
-        self.excl = self.pos
-        if exclude is not None:
-            self.excl = _merge_csr(self.excl, _ids_to_csr(exclude, self.rows, self.n, "exclude", allow_1d=True))
-        if exclude_self:
-            if self.rows > self.n:
-                raise ParameterError(f"exclude_self=True excludes corpus row i from query i, but there are {self.rows} "
-                                     f"queries for {self.n} corpus rows; mine the corpus against itself (queries = corpus)")
-            self.excl = _merge_csr(self.excl, (np.arange(self.rows + 1, dtype=np.int64), np.arange(self.rows, dtype=np.int64)))
+        self.exclude = None if exclude is None else _ids_to_csr(exclude, self.rows, self.n, "exclude", allow_1d=True)
+        self.exclude_self = bool(exclude_self)
+        if self.exclude_self and self.rows > self.n:
+            raise ParameterError(f"exclude_self=True excludes corpus row i from query i, but there are {self.rows} "
+                                 f"queries for {self.n} corpus rows; mine the corpus against itself (queries = corpus)")
         filtered = any(self.filters[k] is not None for k in ("absolute_margin", "relative_margin", "max_score"))
         if range_max is None:
             self.range_max = default_range_max(self.range_min, self.num_negatives, self.max_positives, filtered)
@@ -395,11 +346,17 @@ class _Plan:
                 f"candidates remain after skipping the first range_min={self.range_min} of range_max={self.range_max}; "
                 "lower num_negatives or range_min, or raise range_max")
         self._check_corpus_size()
+        # Hands the index's extension object (its `_inner`) to the engine: any index class whose
+        # extension object implements the core Searcher mines the same way.
+        self.miner = _hardneg.Miner(self.index._inner, num_negatives=self.num_negatives, positive_width=self.pos_width,
+                                    range_max=self.range_max, range_min=self.range_min, sampling=self.sampling,
+                                    simans_a=self.simans_a, simans_b=self.simans_b, seed=self.seed,
+                                    exclude_self=self.exclude_self, threads=self.threads, **self.filters)
 
     def _check_corpus_size(self) -> None:
         """A corpus too small to give any query ``num_negatives`` candidates is an error (with the
         numbers), not a run that returns ``[Q, num_negatives]`` arrays of padding."""
-        excluded = _unique_counts(*self.excl, self.n)
+        excluded = _hardneg.excluded_counts(self.n, *self.pos, *(self.exclude or ()), exclude_self=self.exclude_self)
         most = self.n - (int(excluded.min()) if self.rows else 0)  # candidates of the least-excluded query
         reachable = min(self.range_max, most) - self.range_min
         if self.num_negatives > reachable:
@@ -430,41 +387,41 @@ class _Plan:
             yield a, min(a + self.chunk_size, end)
 
     def run(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
-        """Mines queries ``a:b``: ``(negatives, scores, positives padded, positive_scores padded, counters)``."""
+        """Mines queries ``a:b``: ``(negatives, scores, positives padded, positive_scores padded, counters)``.
+
+        One engine call: the CSR offsets of rows ``a..b`` index the whole id arrays as they are.
+        """
         q = as_matrix(np.asarray(self.queries[a:b]), "queries")
-        rows = b - a
-        excl = _slice_csr(*self.excl, a, b)
-        cap = self.n - _unique_counts(*excl, self.n)
-        k = self.range_max
-        cand_scores = np.zeros((rows, k), np.float32)
-        cand_ids = np.full((rows, k), -1, np.int64)
-        full = cap >= k
-        groups = [(np.flatnonzero(full), k)] + [(np.flatnonzero(cap == c), int(c)) for c in np.unique(cap[~full]) if c > 0]
-        widest = int(np.diff(excl[0]).max()) if rows else 0
-        if rows * widest <= 4 * (len(excl[1]) + rows):
-            lists: Any = _csr_to_padded(*excl)  # the usual case: a few ids per query
-        else:  # a few queries exclude very many ids: padding would blow up, pass one array per query
-            lists = np.split(excl[1], excl[0][1:-1])
-        for sel, kk in groups:
-            if sel.size == 0:
-                continue
-            whole = sel.size == rows
-            sub = lists if whole else (lists[sel] if isinstance(lists, np.ndarray) else [lists[j] for j in sel])
-            s, i = self.index.search(q if whole else q[sel], kk, exclude=sub,
-                                     threads=self.threads if self.threads else None)
-            cand_scores[sel, :kk] = s
-            cand_ids[sel, :kk] = i
-        pos_off, pos_ids = _slice_csr(*self.pos, a, b)
-        width = self.pos_width
-        padded_ids = _csr_to_padded(pos_off, pos_ids, width)
-        # Scored by the index itself: bit-identical to the score the search gives the same pair.
-        padded_scores = self.index.score(q, padded_ids) if width else np.zeros((rows, 0), np.float32)
-        neg, sc, stats = _hardneg.select_negatives(
-            cand_scores, cand_ids, np.arange(rows + 1, dtype=np.int64) * width,
-            np.ascontiguousarray(padded_scores, dtype=np.float32).reshape(-1), num_negatives=self.num_negatives,
-            range_min=self.range_min, range_max=self.range_max, sampling=self.sampling, simans_a=self.simans_a,
-            simans_b=self.simans_b, seed=self.seed, query_offset=a, threads=self.threads, **self.filters)
-        return neg, sc, padded_ids, padded_scores, dict(stats)
+        exclude = () if self.exclude is None else (self.exclude[0][a : b + 1], self.exclude[1])
+        neg, sc, pos_ids, pos_scores, stats = self.miner.mine(q, self.pos[0][a : b + 1], self.pos[1], *exclude,
+                                                              query_offset=a)
+        return neg, sc, pos_ids, pos_scores, dict(stats)
+
+
+def _open_index(corpus: Any, index: Any, metric: str | None, threads: Any) -> Any:
+    """The index to mine: ``index`` (an index object or the path of a saved one), or a
+    :class:`FlatIndex` over ``corpus`` (which may itself be an index object, as before ``index=``).
+
+    ``metric=None`` takes the index's metric (``"cosine"`` for a new :class:`FlatIndex`); an
+    explicit metric must match the index's.
+    """
+    if (corpus is None) == (index is None):
+        raise ParameterError("give the corpus embeddings (corpus=) or an index (index=), exactly one of them")
+    if index is not None:
+        found = load_index(index) if isinstance(index, (str, os.PathLike)) else index
+        if not hasattr(found, "_inner"):
+            raise ParameterError(f"index must be a hardneg index (FlatIndex, HnswIndex) or the path of a saved one, "
+                                 f"got {type(found).__name__}; pass embeddings as corpus= instead")
+    else:
+        found = load_matrix(corpus, "corpus")
+        if not hasattr(found, "_inner"):
+            _check_dim(found, "corpus")
+            return FlatIndex(found, metric=metric or "cosine", threads=threads)
+    have = similarity_name(found.metric, "metric")
+    if metric is not None and have != metric:
+        raise ParameterError(f"the index was built with metric={have!r} but metric={metric!r} was asked; "
+                             f"pass metric={have!r} (or leave it out) or build the index with metric={metric!r}")
+    return found
 
 
 def _in_notebook() -> bool:
@@ -500,11 +457,12 @@ def _zero_stats() -> dict[str, int]:
 
 def mine(
     queries: Any,
-    corpus: Any,
-    positives: Any,
+    corpus: Any = None,
+    positives: Any = None,
     *,
+    index: Any = None,
     num_negatives: int = 8,
-    metric: str = "cosine",
+    metric: str | None = None,
     range_min: int = 0,
     range_max: int | None = None,
     min_score: float | None = None,
@@ -536,18 +494,21 @@ def mine(
     ----------
     queries : array_like, np.memmap or path of a .npy file, shape (Q, d)
         Query embeddings. A path is opened memory-mapped; chunks are read as needed.
-    corpus : array_like, np.memmap, path of a .npy file, FlatIndex or HnswIndex, shape (N, d)
-        Corpus embeddings, or an index over them (an :class:`HnswIndex` mines approximately:
-        its rescored candidates carry exact scores; ``range_max`` must be at most its
-        ``expansion_search``). A float32 C-contiguous array or memmap is not copied, for either
-        metric (a corpus larger than RAM works).
+    corpus : array_like, np.memmap, path of a .npy file, torch tensor, or an index, shape (N, d)
+        Corpus embeddings, searched exactly by a :class:`FlatIndex`. A float32 C-contiguous
+        array or memmap is not copied, for either metric (a corpus larger than RAM works).
+        Give either ``corpus`` or ``index``.
     positives : int array (Q,) or (Q, P) padded with -1, list of int sequences, .npy path, or None
         Each query's positive corpus ids; never returned as negatives. ``None``: no positives.
+    index : FlatIndex, HnswIndex, or path of a saved index, optional
+        The index to mine instead of ``corpus`` (a path is opened with :func:`hardneg.load_index`).
+        Every index runs the same engine: exclusions inside the search, positives scored by the
+        index exactly as its search scores candidates.
     num_negatives : int, default 8
         At most what the corpus can offer a query; more raises :class:`ParameterError`.
-    metric : {"cosine", "dot"}, default "cosine"
-        ``"dot"`` is the inner product (``"ip"`` is accepted too). With a :class:`FlatIndex` it
-        must match the index's metric.
+    metric : {"cosine", "dot"}, optional
+        ``"dot"`` is the inner product (``"ip"`` is accepted too). Default: the index's metric,
+        ``"cosine"`` for a ``corpus`` of embeddings. With an index it must match the index's.
     range_min, range_max : int
         Survivors of rank ``< range_min`` are skipped; the candidate pool is the ``range_max``
         best after exclusions. Default ``range_max``: as sentence-transformers derives it,
@@ -573,7 +534,7 @@ def mine(
     simans_a, simans_b : float
         SimANS weights ``exp(-a * (s - p - b) ** 2)`` (defaults 0.5 and 0 as in the SimANS code).
     chunk_size : int, optional
-        Queries per search call (default 8192). Memory is about
+        Queries per engine call (default 8192). Memory is about
         ``chunk_size * (d + 12 * range_max)`` bytes besides the corpus.
 
     Notes
@@ -616,11 +577,15 @@ def mine(
     41
     >>> print(mined.summary().splitlines()[0])
     Metric        Positive      Negative    Difference
+    >>> index = hardneg.FlatIndex(corpus, metric="cosine")   # an index built once, mined as often as needed
+    >>> again = hardneg.mine(queries, positives=np.arange(20), index=index, num_negatives=4, relative_margin=0.05)
+    >>> bool((again.negatives == mined.negatives).all())
+    True
     """
     plan = _Plan(queries, corpus, positives, num_negatives=num_negatives, metric=metric, range_min=range_min,
                  range_max=range_max, min_score=min_score, max_score=max_score, absolute_margin=absolute_margin,
                  relative_margin=relative_margin, sampling=sampling, seed=seed, exclude=exclude, threads=threads,
-                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size, exclude_self=exclude_self)
+                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size, exclude_self=exclude_self, index=index)
     plan.check_queries_finite()
     rows, n = plan.rows, plan.num_negatives
     negatives = np.full((rows, n), -1, np.int64)

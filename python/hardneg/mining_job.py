@@ -69,14 +69,23 @@ def _digest_rows(arr: Any, full: bool) -> str:
 def _describe_inputs(plan: _Plan) -> dict[str, Any]:
     q = plan.queries
     qbytes = int(np.prod(q.shape)) * np.dtype(q.dtype).itemsize
-    corpus = plan.index.vectors
+    index = plan.index
+    corpus = {"index": type(index).__name__, "rows": len(index), "dim": index.dim}
+    identity = getattr(index, "_job_identity", None)  # an approximate index: its parameters and graph
+    vectors = getattr(index, "vectors", None)  # an index may not keep float32 rows
+    if identity is not None:
+        corpus.update(identity())  # stands for the rows too: the same whether loaded with them or not
+    elif vectors is not None:
+        corpus.update(dtype=str(vectors.dtype), digest=_digest_rows(vectors, False))
     csr = hashlib.blake2b(digest_size=16)
-    for a in (*plan.pos, *plan.excl):
+    for a in (*plan.pos, *(plan.exclude if plan.exclude is not None else ())):
         csr.update(np.ascontiguousarray(a).tobytes())
         csr.update(b"|")
+    if plan.exclude_self:  # query i excludes corpus row i
+        csr.update(b"exclude_self")
     return {
         "queries": {"shape": list(q.shape), "dtype": str(q.dtype), "digest": _digest_rows(q, qbytes <= _FULL_HASH_BYTES)},
-        "corpus": {"shape": list(corpus.shape), "dtype": str(corpus.dtype), "digest": _digest_rows(corpus, False)},
+        "corpus": corpus,
         "positives_and_exclude": csr.hexdigest(),
     }
 
@@ -204,8 +213,9 @@ def mine_to_disk(
     positives: Any,
     out_dir: str | os.PathLike[str],
     *,
+    index: Any = None,
     num_negatives: int = 8,
-    metric: str = "cosine",
+    metric: str | None = None,
     range_min: int = 0,
     range_max: int | None = None,
     min_score: float | None = None,
@@ -225,9 +235,10 @@ def mine_to_disk(
 ) -> Mined:
     """:func:`hardneg.mine` as a resumable job writing Parquet shards and a manifest to ``out_dir``.
 
-    Arguments are those of :func:`hardneg.mine`, plus ``out_dir`` and ``shard_size`` (queries
-    per shard, default 50,000). Every ``shard_size`` queries a shard ``part-NNNNN.parquet`` is
-    written (temporary file, then atomic rename) and recorded in ``.manifest.json`` (replaced
+    Arguments are those of :func:`hardneg.mine` (``corpus`` is ``None`` when ``index`` is given),
+    plus ``out_dir`` and ``shard_size`` (queries per shard, default 50,000). Every ``shard_size``
+    queries a shard ``part-NNNNN.parquet`` is written (temporary file, then atomic rename) and
+    recorded in ``.manifest.json`` (replaced
     atomically). Run again with the same arguments after a crash or a kill, the job skips the
     recorded shards and recomputes the rest: the final output is identical to an uninterrupted
     run. A finished directory is just loaded (and one written by an older hardneg, with
@@ -241,7 +252,10 @@ def mine_to_disk(
 
     The manifest holds a fingerprint of every argument that changes the output (``threads``,
     ``chunk_size`` and ``progress`` do not) and of the inputs (shape, dtype and content digest:
-    all query rows up to 2 GiB, 4096 evenly spaced corpus rows, all positive/exclude ids).
+    all query rows up to 2 GiB, 4096 evenly spaced corpus rows, all positive/exclude ids). For an
+    :class:`HnswIndex` it holds the index's parameters and a digest of its graph instead of corpus rows, so
+    resuming over another graph (a rebuild, another file) is refused; the saved file of the
+    same index resumes.
 
     Returns
     -------
@@ -280,7 +294,7 @@ def mine_to_disk(
     plan = _Plan(queries, corpus, positives, num_negatives=num_negatives, metric=metric, range_min=range_min,
                  range_max=range_max, min_score=min_score, max_score=max_score, absolute_margin=absolute_margin,
                  relative_margin=relative_margin, sampling=sampling, seed=seed, exclude=exclude, threads=threads,
-                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size, exclude_self=exclude_self)
+                 simans_a=simans_a, simans_b=simans_b, chunk_size=chunk_size, exclude_self=exclude_self, index=index)
     out = os.fspath(out_dir)
     if os.path.exists(out) and not os.path.isdir(out):
         raise OutputDirError(f"{out!r} exists and is not a directory; choose a directory path")
@@ -426,16 +440,19 @@ def add_mine_parser(sub: Any) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument("--queries", required=True, help="query embeddings, .npy [Q, d]")
-    p.add_argument("--corpus", required=True, help="corpus embeddings, .npy [N, d] (memory-mapped)")
+    corpus = p.add_mutually_exclusive_group(required=True)
+    corpus.add_argument("--corpus", help="corpus embeddings, .npy [N, d] (memory-mapped), searched exactly")
+    corpus.add_argument("--index", help="a saved hardneg index (FlatIndex or HnswIndex .save()) to search instead")
     p.add_argument("--positives", required=True, help="positive corpus ids, .npy int [Q] or [Q, P] padded with -1")
     p.add_argument("--exclude", help="more excluded ids, .npy int [Q, m] padded with -1")
     p.add_argument("--exclude-self", action="store_true", help="query i never gets corpus row i (queries = corpus)")
     p.add_argument("--out", required=True, help="output directory (created; resumed if it holds this job)")
-    p.add_argument("--metric", choices=["cosine", "dot", "ip"], default="cosine", help="similarity ('ip' = 'dot')")
+    p.add_argument("--metric", choices=["cosine", "dot", "ip"], default=None,
+                   help="similarity ('ip' = 'dot'); default: the index's, cosine for --corpus")
     add_selection_options(p, num_negatives=8)
     p.add_argument("--simans-a", type=float, default=SIMANS_A, help="SimANS weight exp(-a (s - p - b)^2): a")
     p.add_argument("--simans-b", type=float, default=SIMANS_B, help="SimANS weight: b")
-    p.add_argument("--chunk-size", type=int, default=None, help="queries per search call (default 8192)")
+    p.add_argument("--chunk-size", type=int, default=None, help="queries per engine call (default 8192)")
     p.add_argument("--shard-size", type=int, default=None, help=f"queries per Parquet shard (default {DEFAULT_SHARD_SIZE})")
     bar = p.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
@@ -448,7 +465,8 @@ def run_mine_command(args: argparse.Namespace) -> int:
     """Runs ``hardneg mine``; prints the summary. Returns the exit status (2 on bad input)."""
     try:
         mined = mine_to_disk(
-            args.queries, args.corpus, args.positives, args.out, num_negatives=args.num_negatives, metric=args.metric,
+            args.queries, args.corpus, args.positives, args.out, index=args.index, num_negatives=args.num_negatives,
+            metric=args.metric,
             range_min=args.range_min, range_max=args.range_max, min_score=args.min_score, max_score=args.max_score,
             absolute_margin=args.absolute_margin, relative_margin=args.relative_margin, sampling=args.sampling,
             seed=args.seed, exclude=args.exclude, exclude_self=args.exclude_self, threads=args.threads, progress=args.progress, simans_a=args.simans_a,

@@ -9,7 +9,8 @@ Same arguments and the same ``datasets.Dataset`` as
   ``[queries, corpus]`` score matrix (16,384 x N floats per chunk in sentence-transformers'
   default path) is never built, and ``use_faiss`` / ``faiss_batch_size`` are accepted but not
   needed;
-* the filters, the rank window and the sampling run in :func:`hardneg.select_negatives`, in Rust;
+* the search, the positives' scores, the filters, the rank window and the sampling run in
+  hardneg's mining engine, in Rust, in one call (the selection of :func:`hardneg.select_negatives`);
 * a cross-encoder rescores only the real candidates (not the positives, nor the padding), in
   batches across queries instead of one ``predict`` call per query;
 * ``sampling_strategy="random"`` (and hardneg's ``"simans"``) take a ``seed`` and are
@@ -43,9 +44,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .. import _hardneg
+from .._arrays import as_matrix, as_threads
 from ..errors import ParameterError
 from ..index import FlatIndex
-from ..mining import _csr_to_padded, default_range_max
+from ..mining import default_range_max
+from ..selection import _opt_float, _seed, check_sampling
 from ..text_datasets import build_dataset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,20 +111,6 @@ def _encode(model: Any, texts: list[str], *, kind: str, pool: Any, batch_size: i
         prompt=prompt,
     )
     return np.ascontiguousarray(np.asarray(emb, dtype=np.float32))
-
-
-def _mask_positives(cand_ids: np.ndarray, pos_matrix: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """Boolean ``[Q, C]``: the candidate is one of its query's positives (chunked to bound memory)."""
-    out = np.zeros(cand_ids.shape, dtype=bool)
-    for s in range(0, cand_ids.shape[0], chunk):
-        c = cand_ids[s : s + chunk]
-        p = pos_matrix[s : s + chunk]
-        hit = np.zeros(c.shape, dtype=bool)
-        for j in range(p.shape[1]):  # loop over the (few) positive slots, vectorised over queries
-            col = p[:, j : j + 1]
-            hit |= (c == col) & (col >= 0)
-        out[s : s + chunk] = hit
-    return out
 
 
 def mine_hard_negatives(
@@ -366,30 +356,34 @@ verbose, cache_folder, as_triplets, margin
             "which ranks like 'cosine' and 'dot'. Set model.similarity_fn_name = 'cosine'."
         )
 
-    # ---- search: sentence-transformers' candidate list, range_max + max_positives per query ----
-    width = range_max + max_positives
-    k = min(width, n_corpus)
-    index = FlatIndex(corpus_emb, metric="ip", threads=threads)
-    scores, ids = index.search(query_emb, k, threads=threads)
-    if k < width:  # pad like sentence-transformers: id -1, never selected
-        scores = np.concatenate([scores, np.full((n_queries, width - k), -np.inf, np.float32)], axis=1)
-        ids = np.concatenate([ids, np.full((n_queries, width - k), -1, np.int64)], axis=1)
-
-    # positives: the (query, positive) rows in sentence-transformers' order
+    # ---- the engine: sentence-transformers' candidate list, range_max + max_positives per query,
+    # positives masked in it (kept with include_positives), positives scored like the candidates ----
     pair_q = np.repeat(np.arange(n_queries, dtype=np.int64), n_pos)
     pair_p = np.fromiter((c for lst in pos_lists for c in lst), dtype=np.int64, count=int(n_pos.sum()))
-    pos_scores = np.einsum("ij,ij->i", query_emb[pair_q], corpus_emb[pair_p]).astype(np.float32)
     pos_offsets = np.concatenate([[0], np.cumsum(n_pos)]).astype(np.int64)
-    pos_matrix = _csr_to_padded(pos_offsets, pair_p, int(n_pos.max()))
-    is_pos = _mask_positives(ids, pos_matrix)
+    in_row = np.arange(int(n_pos.max()))[None, :] < n_pos[:, None]  # padded [query, slot] -> a (query, positive) pair
+    width = range_max + max_positives
+    index = FlatIndex(corpus_emb, metric="ip", threads=threads)
+    sampling, simans_a, simans_b = check_sampling(sampling_strategy, simans_a, simans_b)
+    miner = _hardneg.Miner(
+        index._inner, num_negatives=num_negatives, positive_width=int(n_pos.max()), range_max=range_max,
+        candidates=width, positives="keep" if include_positives else "mask", range_min=range_min,
+        min_score=_opt_float(min_score, "min_score"), max_score=_opt_float(max_score, "max_score"),
+        absolute_margin=_opt_float(absolute_margin, "absolute_margin"),
+        relative_margin=_opt_float(relative_margin, "relative_margin"), sampling=sampling, seed=_seed(seed),
+        simans_a=simans_a, simans_b=simans_b, threads=as_threads(threads),
+    )
+    query_emb = as_matrix(query_emb, "query embeddings")
 
-    # ---- optional cross-encoder rescoring of the real candidates only ----
-    # sentence-transformers rescores when any score rule is set (min_score included)
-    if cross_encoder is not None and (uses_score_filter or min_score is not None):
-        rescore = ids >= 0
-        if not include_positives:
-            rescore &= ~is_pos
-        rq, rc = np.nonzero(rescore)
+    # sentence-transformers rescores with a cross-encoder when any score rule is set (min_score included)
+    if cross_encoder is None or not (uses_score_filter or min_score is not None):
+        neg_ids, neg_scores, _, pos_padded, raw = miner.mine(query_emb, pos_offsets, pair_p)
+        sel: Any = (neg_ids, neg_scores, raw)
+        pos_scores = pos_padded[in_row]
+    else:
+        # ---- cross-encoder rescoring of the real candidates only (masked positives stay out) ----
+        _, ids, _, _ = miner.candidates(query_emb, pos_offsets, pair_p)
+        rq, rc = np.nonzero(ids >= 0)
         pool = None
         if use_multi_process:
             pool = cross_encoder.start_multi_process_pool(
@@ -407,25 +401,19 @@ verbose, cache_folder, as_triplets, margin
         finally:
             if pool is not None:
                 cross_encoder.stop_multi_process_pool(pool)
-        scores = np.full(scores.shape, -np.inf, dtype=np.float32)
+        scores = np.full(ids.shape, -np.inf, dtype=np.float32)
         scores[rq, rc] = np.asarray(ce, dtype=np.float32).reshape(-1)
         order = np.argsort(-scores, axis=1, kind="stable")  # re-rank by the cross-encoder
         scores = np.take_along_axis(scores, order, axis=1)
-        ids = np.take_along_axis(ids, order, axis=1)
-        ids = np.where(np.isfinite(scores), ids, -1)
-        is_pos = _mask_positives(ids, pos_matrix)
-
-    cand_ids = ids if include_positives else np.where(is_pos, -1, ids)
-    cand_scores = np.where(cand_ids >= 0, scores, np.float32(-np.inf)).astype(np.float32)
-    pos_min = np.minimum.reduceat(pos_scores, np.cumsum(n_pos) - n_pos).astype(np.float32)
-
-    sel = select_negatives(
-        cand_scores, cand_ids, pos_min,
-        num_negatives=num_negatives, range_min=range_min, range_max=range_max,
-        min_score=min_score, max_score=max_score,
-        absolute_margin=absolute_margin, relative_margin=relative_margin,
-        sampling=sampling_strategy, seed=seed, simans_a=simans_a, simans_b=simans_b,
-    )
+        ids = np.where(np.isfinite(scores), np.take_along_axis(ids, order, axis=1), -1)
+        pos_min = np.minimum.reduceat(pos_scores, np.cumsum(n_pos) - n_pos).astype(np.float32)
+        sel = select_negatives(
+            scores, ids, pos_min,
+            num_negatives=num_negatives, range_min=range_min, range_max=range_max,
+            min_score=min_score, max_score=max_score,
+            absolute_margin=absolute_margin, relative_margin=relative_margin,
+            sampling=sampling_strategy, seed=seed, simans_a=simans_a, simans_b=simans_b,
+        )
     neg_ids, neg_scores, skipped, candidates = _unpack_selection(sel)
     # sentence-transformers lists each query's negatives by descending score, missing ones last
     key = np.where(neg_ids >= 0, neg_scores, -np.inf)

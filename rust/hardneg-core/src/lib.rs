@@ -22,7 +22,7 @@ pub mod mine;
 pub mod topk;
 
 pub use error::{Error, Result};
-pub use exclude::Exclusions;
+pub use exclude::{Exclusions, IdRows};
 pub use index::{FlatIndex, Metric, SearchParams, Searcher};
 pub use matrix::MatrixRef;
 pub use topk::{pair_score, score_ids, search, Isa, SearchOptions, TopK};

@@ -2,8 +2,8 @@
 //! search + selection chain against brute force.
 
 use hardneg_core::mine::rng::Rng;
-use hardneg_core::mine::{select, Candidates, Sampling, SelectOptions, SelectStats};
-use hardneg_core::{search, Exclusions, MatrixRef, SearchOptions};
+use hardneg_core::mine::{select, Candidates, MineOptions, Miner, PositiveMode, QueryChunk, Sampling, SelectOptions, SelectStats};
+use hardneg_core::{search, Error, Exclusions, FlatIndex, IdRows, MatrixRef, Metric, SearchOptions};
 
 /// Small deterministic generator for test data (not the sampler's stream).
 struct Gen(u64);
@@ -234,4 +234,162 @@ fn search_then_select_equals_brute_force_mining() {
             }
         }
     }
+}
+
+/// Plain mining of one query: score every corpus row with the obvious loop, drop (Exclude) or
+/// mask (Mask) positives, drop excluded ids, keep the `k` best by (score desc, id asc), pad, then
+/// the reference selection against the lowest positive score.
+#[allow(clippy::too_many_arguments)]
+fn reference_mine_row(
+    q: &[f32],
+    c: MatrixRef<'_>,
+    inv: Option<&[f32]>,
+    positives: &[i64],
+    exclude: &[i64],
+    mode: PositiveMode,
+    k: usize,
+    global_q: u64,
+    o: &SelectOptions,
+) -> (Vec<i64>, Vec<f32>, Vec<f32>, SelectStats) {
+    let score = |j: usize| hardneg_core::pair_score(q, c.row(j), inv.map(|s| s[j]));
+    let is_pos = |j: usize| positives.contains(&(j as i64));
+    let mut all: Vec<(f32, i64)> = (0..c.rows())
+        .filter(|&j| !exclude.contains(&(j as i64)) && !(mode == PositiveMode::Exclude && is_pos(j)))
+        .map(|j| (score(j), j as i64))
+        .collect();
+    all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    all.truncate(k);
+    let mut ids: Vec<i64> = all.iter().map(|&(_, j)| if mode == PositiveMode::Mask && is_pos(j as usize) { -1 } else { j }).collect();
+    let mut scores: Vec<f32> = all.iter().map(|x| x.0).collect();
+    ids.resize(k, -1);
+    scores.resize(k, f32::NAN);
+    let pos_scores: Vec<f32> = positives.iter().map(|&p| if p == -1 { f32::NAN } else { score(p as usize) }).collect();
+    let pmin = pos_scores.iter().copied().filter(|s| !s.is_nan()).fold(f32::NAN, |m, s| if m.is_nan() || s < m { s } else { m });
+    let (neg, neg_scores, st) = reference_row(&scores, &ids, pmin, global_q, o);
+    (neg, neg_scores, pos_scores, st)
+}
+
+fn csr(rows: &[Vec<i64>]) -> (Vec<i64>, Vec<i64>) {
+    let mut offsets = vec![0i64];
+    let mut ids = vec![];
+    for r in rows {
+        ids.extend_from_slice(r);
+        offsets.push(ids.len() as i64);
+    }
+    (offsets, ids)
+}
+
+#[test]
+fn miner_equals_plain_mining_for_every_mode_metric_chunking_and_thread_count() {
+    let mut g = Gen(11);
+    for case in 0..150 {
+        let (nq, n, d) = (1 + g.below(12) as usize, 3 + g.below(120) as usize, 1 + g.below(10) as usize);
+        let steps = [3u64, 1000][g.below(2) as usize]; // coarse grid: many exact ties
+        let q: Vec<f32> = (0..nq * d).map(|_| g.grid(steps)).collect();
+        let c: Vec<f32> = (0..n * d).map(|_| g.grid(steps)).collect();
+        // Positives with padding (-1) and duplicates; some queries without any.
+        let mut positives: Vec<Vec<i64>> = (0..nq)
+            .map(|_| (0..g.below(4)).map(|_| if g.below(5) == 0 { -1 } else { g.below(n as u64) as i64 }).collect())
+            .collect();
+        let exclude: Option<Vec<Vec<i64>>> =
+            (g.below(2) == 0).then(|| (0..nq).map(|_| (0..g.below(2 + n as u64)).map(|_| g.below(n as u64) as i64).collect()).collect());
+        let mode = [PositiveMode::Exclude, PositiveMode::Mask, PositiveMode::Keep][g.below(3) as usize];
+        let metric = [Metric::InnerProduct, Metric::Cosine][g.below(2) as usize];
+        let mut o = random_options(&mut g, 25);
+        // Pools larger than some queries can fill (padding) happen often with these sizes.
+        let range_max = o.range_max.unwrap_or(o.range_min + o.num_negatives + g.below(2 * n as u64) as usize);
+        o.range_max = Some(range_max);
+        let candidates = (g.below(3) == 0).then(|| range_max + g.below(4) as usize);
+        let k = candidates.unwrap_or(range_max);
+        if o.validate(Some(k)).is_err() {
+            continue;
+        }
+        if o.needs_positive().is_some() {
+            // Margins and SimANS measure from the lowest positive: every query needs one.
+            for r in positives.iter_mut().filter(|r| r.iter().all(|&p| p == -1)) {
+                r.push(g.below(n as u64) as i64);
+            }
+        }
+        let width = positives.iter().map(Vec::len).max().unwrap_or(0) + g.below(2) as usize;
+        let index = FlatIndex::new(c.as_slice(), n, d, metric, 1).unwrap();
+        let qm = MatrixRef::new("queries", &q, nq, d).unwrap();
+
+        let inv = (metric == Metric::Cosine).then(|| hardneg_core::matrix::inverse_norms(index.corpus(), 1));
+        // With exclude_self, query i (global index offset + i) never gets corpus row offset + i.
+        let exclude_self = nq <= n && g.below(3) == 0;
+        let offset = if exclude_self { g.below((n - nq + 1) as u64) } else { g.below(1 << 30) };
+        let mut want = (vec![], vec![], vec![f32::NAN; nq * width], SelectStats::default());
+        for i in 0..nq {
+            let mut qi = qm.row(i).to_vec();
+            if metric == Metric::Cosine {
+                hardneg_core::matrix::normalize_rows(&mut qi, d);
+            }
+            let mut ex = exclude.as_ref().map_or(vec![], |e| e[i].clone());
+            if exclude_self {
+                ex.push((offset + i as u64) as i64);
+            }
+            let (neg, s, ps, st) = reference_mine_row(&qi, index.corpus(), inv.as_deref(), &positives[i], &ex, mode, k, offset + i as u64, &o);
+            want.0.extend(neg);
+            want.1.extend(s);
+            want.2[i * width..i * width + ps.len()].copy_from_slice(&ps);
+            want.3.add(&st);
+        }
+
+        let (po, pi) = csr(&positives);
+        let ex_csr = exclude.as_ref().map(|e| csr(e));
+        for threads in [1, 2, 3] {
+            let opts = MineOptions { select: o, candidates, positives: mode, exclude_self, positive_width: width, threads };
+            let miner = Miner::new(&index, opts).unwrap();
+            // Any cut into two chunks (offsets of the second one index the same id arrays).
+            let cut = g.below(nq as u64 + 1) as usize;
+            let mut got = (vec![], vec![], vec![], SelectStats::default());
+            for (a, b) in [(0, cut), (cut, nq)] {
+                if a == b {
+                    continue;
+                }
+                let chunk = QueryChunk {
+                    queries: MatrixRef::new("queries", &q[a * d..b * d], b - a, d).unwrap(),
+                    positives: IdRows::new("positives", &po[a..=b], &pi).unwrap(),
+                    exclude: ex_csr.as_ref().map(|(eo, ei)| IdRows::new("exclude", &eo[a..=b], ei).unwrap()),
+                    query_offset: offset + a as u64,
+                };
+                let m = miner.mine(&chunk, None).unwrap();
+                got.0.extend(m.negatives);
+                got.1.extend(m.scores);
+                got.2.extend(m.positive_scores);
+                got.3.add(&m.stats);
+                assert_eq!(m.positive_ids, IdRows::new("positives", &po[a..=b], &pi).unwrap().to_padded(width).unwrap());
+            }
+            assert_eq!(got.0, want.0, "case {case} threads {threads} cut {cut} {mode:?} {metric:?} self {exclude_self} {o:?}");
+            assert!(same_f32(&got.1, &want.1), "case {case}");
+            assert!(same_f32(&got.2, &want.2), "case {case}");
+            assert_eq!(got.3, want.3, "case {case}");
+        }
+    }
+}
+
+#[test]
+fn miner_rejects_bad_chunks_and_options_with_typed_errors() {
+    let c = vec![1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0];
+    let index = FlatIndex::new(c, 3, 2, Metric::InnerProduct, 1).unwrap();
+    let q = [1.0f32, 2.0];
+    let qm = MatrixRef::new("queries", &q, 1, 2).unwrap();
+    let none = MineOptions { select: SelectOptions { range_max: None, ..SelectOptions::new(1) }, ..MineOptions::new(1, 2, 1) };
+    assert!(matches!(Miner::new(&index, none).err(), Some(Error::InvalidParameter { name: "range_max", .. })));
+    assert!(matches!(Miner::new(&index, MineOptions::new(3, 2, 1)).err(), Some(Error::InvalidParameter { name: "num_negatives", .. })));
+    let miner = Miner::new(&index, MineOptions::new(1, 2, 1)).unwrap();
+    let (po, pi) = (vec![0i64, 1, 2], vec![0i64, 1]);
+    let two_rows = QueryChunk { queries: qm, positives: IdRows::new("positives", &po, &pi).unwrap(), exclude: None, query_offset: 0 };
+    assert!(matches!(miner.mine(&two_rows, None), Err(Error::RowCountMismatch { what: "positives", .. })));
+    let bad_id = [7i64];
+    let out_of_range = QueryChunk { positives: IdRows::new("positives", &po[..2], &bad_id).unwrap(), ..two_rows };
+    assert!(matches!(miner.mine(&out_of_range, None), Err(Error::IdOutOfRange { what: "positives", id: 7, .. })));
+    let wide = [0i64, 1];
+    let too_wide = QueryChunk { positives: IdRows::new("positives", &[0, 2], &wide).unwrap(), ..two_rows };
+    assert!(matches!(miner.mine(&too_wide, None), Err(Error::InvalidParameter { name: "positives", .. })));
+    let ok = QueryChunk { positives: IdRows::new("positives", &po[..2], &pi).unwrap(), ..two_rows };
+    let cancel = std::sync::atomic::AtomicBool::new(true);
+    assert_eq!(miner.mine(&ok, Some(&cancel)), Err(Error::Cancelled));
+    let got = miner.mine(&ok, None).unwrap();
+    assert_eq!((got.negatives, got.positive_ids, got.positive_scores), (vec![2], vec![0], vec![1.0]));
 }

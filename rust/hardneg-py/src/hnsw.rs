@@ -124,6 +124,12 @@ impl HnswIndex {
         (r.found, r.remaining)
     }
 
+    /// Digest of the parameters and the level-0 edges (equal for an index and its saved file).
+    #[pyo3(signature = (*, threads = 0))]
+    fn graph_digest(&self, py: Python<'_>, threads: usize) -> PyResult<u64> {
+        run_detached(py, |_| self.index.graph_digest(threads))
+    }
+
     #[getter]
     fn memory_usage(&self) -> usize {
         self.index.memory_usage()

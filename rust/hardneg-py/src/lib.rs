@@ -12,6 +12,7 @@ mod hnsw;
 mod index;
 mod mine;
 mod runtime;
+mod searcher;
 
 use pyo3::prelude::*;
 
@@ -26,6 +27,8 @@ fn _hardneg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(index::available_isas, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::default_threads, m)?)?;
     m.add_function(wrap_pyfunction!(mine::select_negatives, m)?)?;
+    m.add_function(wrap_pyfunction!(mine::excluded_counts, m)?)?;
+    m.add_class::<mine::Miner>()?;
     m.add_function(wrap_pyfunction!(cluster::cluster_rows, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::dense_keys, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::plan_epoch, m)?)?;

@@ -66,14 +66,14 @@ fn graph_parts(blob: &[u8]) -> Option<[&[u8]; 2]> {
     Some([head, blob.get(graph_at..)?])
 }
 
-fn metric_code(m: Metric) -> u8 {
+pub(super) fn metric_code(m: Metric) -> u8 {
     match m {
         Metric::InnerProduct => 1,
         Metric::Cosine => 2,
     }
 }
 
-fn storage_code(s: Storage) -> u8 {
+pub(super) fn storage_code(s: Storage) -> u8 {
     match s {
         Storage::F32 => 1,
         Storage::Bf16 => 2,

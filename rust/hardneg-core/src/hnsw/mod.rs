@@ -418,18 +418,47 @@ impl<'a> HnswIndex<'a> {
 
     /// Keys of level-0 nodes that no level-0 edge points to (a graph of one node has none).
     pub fn orphans_now(&self, threads: usize) -> Vec<u64> {
-        let n = self.index.size();
-        if n <= 1 {
+        if self.index.size() <= 1 {
             return Vec::new();
         }
-        let threads = resolve_threads(threads).min(n).max(1);
+        let counts = self.scan_level0(threads, || vec![0u32; self.rows], |indeg, key, edges| {
+            for &to in edges {
+                if (to as usize) < self.rows && to as usize != key {
+                    indeg[to as usize] += 1;
+                }
+            }
+        });
+        (0..self.rows).filter(|&i| self.index.contains(i as u64) && counts.iter().all(|c| c[i] == 0)).map(|i| i as u64).collect()
+    }
+
+    /// A 64-bit digest of the graph: the parameters and every node's level-0 edges. The same for
+    /// an index in memory and its saved file, whatever `threads`; two builds that interleaved
+    /// differently (parallel) get different digests. Mining jobs record it to refuse resuming
+    /// over another graph.
+    pub fn graph_digest(&self, threads: usize) -> Result<u64> {
+        self.check_ready()?;
+        let parts = self.scan_level0(threads, || 0u64, |sum, key, edges| {
+            let node = edges.iter().fold(crate::mine::rng::mix64(key as u64 ^ 0xA076_1D64_78BD_642F), |h, &e| crate::mine::rng::mix64(h ^ e));
+            *sum = sum.wrapping_add(node); // order-free: the split into threads does not matter
+        });
+        let p = &self.params;
+        let head = [self.rows as u64, self.dim as u64, p.connectivity as u64, p.expansion_add as u64, p.expansion_search as u64, p.seed, file::metric_code(p.metric) as u64, file::storage_code(p.storage) as u64];
+        let edges = parts.iter().fold(0u64, |a, &b| a.wrapping_add(b));
+        Ok(head.iter().chain([&edges]).fold(0u64, |h, &x| crate::mine::rng::mix64(h ^ x)))
+    }
+
+    /// Calls `visit(acc, key, level-0 edges)` for every node, the keys split into contiguous
+    /// ranges over `threads` workers; returns each worker's accumulator.
+    fn scan_level0<T: Send>(&self, threads: usize, make: impl Fn() -> T + Sync, visit: impl Fn(&mut T, usize, &[u64]) + Sync) -> Vec<T> {
+        let threads = resolve_threads(threads).min(self.rows).max(1);
         let per = self.rows.div_ceil(threads);
         let conn0 = 2 * self.index.connectivity().max(1);
-        let counts: Vec<Vec<u32>> = std::thread::scope(|s| {
+        let (make, visit) = (&make, &visit);
+        std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
                     s.spawn(move || {
-                        let mut indeg = vec![0u32; self.rows];
+                        let mut acc = make();
                         let mut nb = vec![0u64; conn0 + 1];
                         for key in (t * per)..((t + 1) * per).min(self.rows) {
                             let mut it = self.index.neighbors(key as u64, 0);
@@ -437,19 +466,14 @@ impl<'a> HnswIndex<'a> {
                                 nb.resize(it.total(), 0);
                             }
                             let got = it.drain_into(&mut nb);
-                            for &to in &nb[..got] {
-                                if (to as usize) < self.rows && to as usize != key {
-                                    indeg[to as usize] += 1;
-                                }
-                            }
+                            visit(&mut acc, key, &nb[..got]);
                         }
-                        indeg
+                        acc
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-        });
-        (0..self.rows).filter(|&i| self.index.contains(i as u64) && counts.iter().all(|c| c[i] == 0)).map(|i| i as u64).collect()
+        })
     }
 
     /// The parameters it was built with.
@@ -870,10 +894,16 @@ mod tests {
             a.save(&pa).unwrap();
             b.save(&pb).unwrap();
             assert_eq!(std::fs::read(&pa).unwrap(), std::fs::read(&pb).unwrap());
+            // the graph digest: the same for equal graphs, in memory or loaded, for any thread count
+            let digest = a.graph_digest(1).unwrap();
+            assert_eq!((a.graph_digest(3).unwrap(), b.graph_digest(2).unwrap()), (digest, digest));
+            let other = HnswIndex::build(c.as_slice(), n, d, HnswParams { seed: 6, ..params }, 2, true).unwrap();
+            assert_ne!(other.graph_digest(1).unwrap(), digest);
             let want = a.search(qm, &SearchParams::new(7)).unwrap();
             for mmap in [true, false] {
                 let back = HnswIndex::load(&pa, mmap, Some(Box::new(c.as_slice())), 1).unwrap();
                 assert_eq!((back.params(), back.is_view(), back.has_corpus()), (params, mmap, true));
+                assert_eq!(back.graph_digest(2).unwrap(), digest);
                 assert_eq!(back.search(qm, &SearchParams::new(7)).unwrap(), want);
                 let bare = HnswIndex::load(&pa, mmap, None, 1).unwrap();
                 match storage {

@@ -1,0 +1,39 @@
+//! The index classes mining runs on, seen as core [`Searcher`]s.
+//!
+//! `hardneg._hardneg.Miner` accepts any extension index listed in [`IndexRef`]; the Python
+//! index classes hand over their extension object (their `_inner` attribute).
+
+use hardneg_core::Searcher;
+use pyo3::prelude::*;
+
+use crate::errors::ParameterError;
+use crate::hnsw::HnswIndex;
+use crate::index::FlatIndex;
+
+/// A reference to an extension index object, kept alive by the holder.
+pub(crate) enum IndexRef {
+    Flat(Py<FlatIndex>),
+    Hnsw(Py<HnswIndex>),
+}
+
+impl IndexRef {
+    /// The extension index behind `obj`, or a `ParameterError` naming what was given.
+    pub(crate) fn extract(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if let Ok(flat) = obj.cast::<FlatIndex>() {
+            return Ok(IndexRef::Flat(flat.clone().unbind()));
+        }
+        if let Ok(hnsw) = obj.cast::<HnswIndex>() {
+            return Ok(IndexRef::Hnsw(hnsw.clone().unbind()));
+        }
+        let kind = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".into());
+        Err(ParameterError::new_err(format!("expected a hardneg index (hardneg._hardneg.FlatIndex or HnswIndex), got {kind}")))
+    }
+
+    /// The core searcher (frozen classes: no GIL needed to read it).
+    pub(crate) fn searcher(&self) -> &dyn Searcher {
+        match self {
+            IndexRef::Flat(f) => &f.get().index,
+            IndexRef::Hnsw(h) => &h.get().index,
+        }
+    }
+}
