@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import hardneg
+from gil import ticks_while
 from reference import ref_scores, ref_topk
 
 
@@ -258,23 +257,11 @@ def test_concurrent_searches_from_python_threads(rng):
 
 def test_gil_is_released_while_building_and_searching(rng):
     corpus = clustered(rng, 20000, 32)
-    ticks = 0
-    done = threading.Event()
 
-    def spin():
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-            time.sleep(0.001)
+    def work():
+        hardneg.HnswIndex(corpus, progress=False).search(corpus[:2000], 10)
 
-    th = threading.Thread(target=spin)
-    th.start()
-    t = time.perf_counter()
-    index = hardneg.HnswIndex(corpus, progress=False)
-    index.search(corpus[:2000], 10)
-    elapsed = time.perf_counter() - t
-    done.set()
-    th.join()
+    ticks, elapsed = ticks_while(work)
     assert elapsed > 0.05 and ticks >= 5
 
 
@@ -413,6 +400,12 @@ def test_saved_index_mines_by_path_in_python_and_the_cli(tmp_path, rng):
     got = hardneg.mine(queries, positives=positives, index=str(path), num_negatives=4, progress=False)
     np.testing.assert_array_equal(got.negatives, want.negatives)
     np.testing.assert_array_equal(got.scores, want.scores)
+    # a bfloat16 file cannot rescore without its corpus: mining it by path says what to do
+    hardneg.HnswIndex(corpus, storage="bfloat16", progress=False).save(tmp_path / "bf16.hnsw")
+    with pytest.raises(hardneg.ParameterError, match=r"HnswIndex.load\(path, corpus="):
+        hardneg.mine(queries, positives=positives, index=tmp_path / "bf16.hnsw", num_negatives=4, progress=False)
+    bf16 = hardneg.HnswIndex.load(tmp_path / "bf16.hnsw", corpus=corpus)
+    assert hardneg.mine(queries, positives=positives, index=bf16, num_negatives=4, progress=False).negatives.shape == (40, 4)
     # a file of another format version is named as such by load_index too
     raw = bytearray(path.read_bytes())
     raw[16] = 9

@@ -241,6 +241,14 @@ class HnswIndex:
         found, remaining = self._inner.orphans
         return {"found": found, "remaining": remaining}
 
+    def _check_can_mine(self) -> None:
+        """Mining scores candidates and positives exactly: a bfloat16/int8 index needs its corpus."""
+        if self._corpus is None and self.storage != "float32":
+            raise ParameterError(
+                f"this HnswIndex stores {self.storage} vectors and was loaded without its corpus, but mining needs "
+                "exact float32 scores: load it with hardneg.HnswIndex.load(path, corpus=corpus_embeddings) and pass "
+                "that object as index= (a saved float32 index mines on its own, e.g. with hardneg mine --index)")
+
     def _job_identity(self) -> dict[str, Any]:
         """What a resumable mining job records of this index (see :func:`hardneg.mine_to_disk`):
         its kind, parameters and the digest of its graph, equal for an index and its saved file.

@@ -442,7 +442,7 @@ def add_mine_parser(sub: Any) -> None:
     p.add_argument("--queries", required=True, help="query embeddings, .npy [Q, d]")
     corpus = p.add_mutually_exclusive_group(required=True)
     corpus.add_argument("--corpus", help="corpus embeddings, .npy [N, d] (memory-mapped), searched exactly")
-    corpus.add_argument("--index", help="a saved hardneg index (FlatIndex or HnswIndex .save()) to search instead")
+    corpus.add_argument("--index", help="a saved hardneg index (HnswIndex.save(); float32 storage) to search instead")
     p.add_argument("--positives", required=True, help="positive corpus ids, .npy int [Q] or [Q, P] padded with -1")
     p.add_argument("--exclude", help="more excluded ids, .npy int [Q, m] padded with -1")
     p.add_argument("--exclude-self", action="store_true", help="query i never gets corpus row i (queries = corpus)")

@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 
 use hardneg_core::hnsw::{self, HnswOptions, HnswParams, Storage};
-use hardneg_core::{Exclusions, Metric, SearchParams, Searcher};
+use hardneg_core::{Exclusions, MatrixRef, Metric, SearchParams, Searcher};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::arrays::matrix_ref;
+use crate::arrays::{matrix_ref, optional_csr};
 use crate::detach::run_detached;
-use crate::errors::{to_py, ParameterError};
+use crate::errors::to_py;
 use crate::index::{score_given_ids, NumpyRows, ScoresIds};
 
 /// An HNSW index (usearch) over a float32 corpus `[N, d]`, searched with FlatIndex's semantics.
@@ -23,11 +23,27 @@ pub struct HnswIndex {
     pub(crate) index: hnsw::HnswIndex<'static>,
 }
 
-fn csr<'a>(offsets: &'a Option<PyReadonlyArray1<'_, i64>>, ids: &'a Option<PyReadonlyArray1<'_, i64>>) -> PyResult<Option<(&'a [i64], &'a [i64])>> {
-    match (offsets, ids) {
-        (Some(o), Some(i)) => Ok(Some((o.as_slice()?, i.as_slice()?))),
-        (None, None) => Ok(None),
-        _ => Err(ParameterError::new_err("give both exclude_offsets and exclude_ids, or neither")),
+impl HnswIndex {
+    /// Runs `work` without the GIL on the queries and the search parameters built from the
+    /// binding's arguments (exclusions as CSR arrays, checked against the index).
+    #[allow(clippy::too_many_arguments)]
+    fn detached<'py, R: Send>(
+        &self,
+        py: Python<'py>,
+        queries: &PyReadonlyArray2<'py, f32>,
+        k: usize,
+        exclude_offsets: &Option<PyReadonlyArray1<'py, i64>>,
+        exclude_ids: &Option<PyReadonlyArray1<'py, i64>>,
+        threads: usize,
+        work: impl FnOnce(MatrixRef<'_>, &SearchParams<'_>) -> hardneg_core::Result<R> + Send,
+    ) -> PyResult<R> {
+        let q = matrix_ref("queries", queries)?;
+        let exclude_csr = optional_csr(exclude_offsets, exclude_ids)?;
+        let n = self.index.len();
+        run_detached(py, |cancel| {
+            let exclude = exclude_csr.map(|(o, i)| Exclusions::from_csr("exclude", o, i, n)).transpose()?;
+            work(q, &SearchParams { k, exclude: exclude.as_ref(), threads, cancel: Some(cancel) })
+        })
     }
 }
 
@@ -159,14 +175,8 @@ impl HnswIndex {
         rescore: bool,
         threads: usize,
     ) -> PyResult<ScoresIds<'py>> {
-        let q = matrix_ref("queries", &queries)?;
-        let exclude_csr = csr(&exclude_offsets, &exclude_ids)?;
-        let n = self.index.len();
-        let top = run_detached(py, |cancel| {
-            let exclude = exclude_csr.map(|(o, i)| Exclusions::from_csr("exclude", o, i, n)).transpose()?;
-            let params = SearchParams { k, exclude: exclude.as_ref(), threads, cancel: Some(cancel) };
-            self.index.search_with(q, &params, &HnswOptions { expansion_search, rescore })
-        })?;
+        let opts = HnswOptions { expansion_search, rescore };
+        let top = self.detached(py, &queries, k, &exclude_offsets, &exclude_ids, threads, |q, params| self.index.search_with(q, params, &opts))?;
         let scores = Array2::from_shape_vec((top.rows, top.k), top.scores).expect("shape").into_pyarray(py);
         let ids = Array2::from_shape_vec((top.rows, top.k), top.ids).expect("shape").into_pyarray(py);
         Ok((scores, ids))
@@ -190,13 +200,6 @@ impl HnswIndex {
         expansion_search: Option<usize>,
         threads: usize,
     ) -> PyResult<f64> {
-        let q = matrix_ref("queries", &queries)?;
-        let exclude_csr = csr(&exclude_offsets, &exclude_ids)?;
-        let n = self.index.len();
-        run_detached(py, |cancel| {
-            let exclude = exclude_csr.map(|(o, i)| Exclusions::from_csr("exclude", o, i, n)).transpose()?;
-            let params = SearchParams { k, exclude: exclude.as_ref(), threads, cancel: Some(cancel) };
-            self.index.recall(q, &params, expansion_search)
-        })
+        self.detached(py, &queries, k, &exclude_offsets, &exclude_ids, threads, |q, params| self.index.recall(q, params, expansion_search))
     }
 }

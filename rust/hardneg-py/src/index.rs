@@ -6,9 +6,9 @@ use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::arrays::{contiguous, matrix_ref, parse_isa};
+use crate::arrays::{contiguous, matrix_ref, optional_csr, parse_isa};
 use crate::detach::run_detached;
-use crate::errors::{to_py, ParameterError, ShapeError};
+use crate::errors::{to_py, ShapeError};
 
 /// `(scores float32 [Q, k], ids int64 [Q, k])`.
 pub(crate) type ScoresIds<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
@@ -102,11 +102,7 @@ impl FlatIndex {
     ) -> PyResult<ScoresIds<'py>> {
         let kernel = KernelOptions { isa: parse_isa(isa)?, chunk_rows, dim_slice, pad: false };
         let q = matrix_ref("queries", &queries)?;
-        let exclude_csr = match (&exclude_offsets, &exclude_ids) {
-            (Some(o), Some(i)) => Some((o.as_slice()?, i.as_slice()?)),
-            (None, None) => None,
-            _ => return Err(ParameterError::new_err("give both exclude_offsets and exclude_ids, or neither")),
-        };
+        let exclude_csr = optional_csr(&exclude_offsets, &exclude_ids)?;
         let top = run_detached(py, |cancel| {
             // Built without the GIL: sorting long exclusion lists takes time and can be interrupted.
             let exclude = exclude_csr.map(|(o, i)| Exclusions::from_csr("exclude", o, i, self.index.len())).transpose()?;
