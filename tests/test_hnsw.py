@@ -40,9 +40,10 @@ def minilm_texts():
 
     from hardneg.textpairs import stdlib_docstring_pairs, stdlib_docstring_paragraphs
 
-    pairs = stdlib_docstring_pairs()
-    passages = [p for _, p in pairs] + [p for _, ps in stdlib_docstring_paragraphs() for p in ps]
-    queries = [q for q, _ in pairs]
+    # ~2,000 passages: enough for a graph walk to miss neighbours, cheap enough to embed on CPU
+    pairs = stdlib_docstring_pairs(limit=1200, max_chars=200)
+    passages = [p for _, p in pairs] + [p for _, ps in stdlib_docstring_paragraphs(limit=300, max_chars=200) for p in ps]
+    queries = [q for q, _ in pairs[:400]]
     model = load_minilm()
     corpus = model.encode(passages, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
     q = model.encode(queries, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
