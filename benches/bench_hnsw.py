@@ -12,7 +12,7 @@ Data (``--data``):
 
 Run under the shared lock, e.g.::
 
-    flock /work/locks/bench.lock .venv/bin/python benches/bench_hnsw.py --data clustered --n 1000000
+    flock /work/locks/bench.lock .venv/bin/python benches/bench_hnsw.py --data clustered --n 200000 --mine-queries 100000
     flock /work/locks/bench.lock .venv/bin/python benches/bench_hnsw.py --data debian
 """
 
