@@ -32,7 +32,7 @@ fn bench_search(c: &mut Criterion) {
                 continue;
             }
             g.bench_with_input(BenchmarkId::new(isa.name(), nq), &nq, |b, _| {
-                b.iter(|| search(qm, cm, &SearchOptions { isa: Some(isa), ..SearchOptions::new(10) }).unwrap())
+                b.iter(|| search(qm, cm, &SearchOptions { kernel: Some(isa.into()), ..SearchOptions::new(10) }).unwrap())
             });
         }
     }

@@ -157,7 +157,7 @@ def test_threads_chunks_and_kernels_give_identical_output(rng):
     inner = _hardneg.FlatIndex(corpus)
     for isa in _hardneg.available_isas():
         for chunk, kc in ((64, None), (640, 7), (4096, 1), (128, 48)):
-            s, i = inner.search(q, 25, isa=isa, chunk_rows=chunk, dim_slice=kc, threads=2)
+            s, i = inner.search(q, 25, kernel=isa, chunk_rows=chunk, dim_slice=kc, threads=2)
             assert s.tobytes() == want[0].tobytes() and i.tobytes() == want[1].tobytes(), (isa, chunk, kc)
     # one query at a time (the streaming path) gives the same rows as the batch
     for r in (0, 40, 76):

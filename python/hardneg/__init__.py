@@ -1,7 +1,8 @@
 """hardneg: Rust-accelerated negative sampling for training embedding models.
 
 * :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions;
-  :func:`load_index` opens a saved index of any kind.
+  AMX bf16 scans certified exact, bfloat16/int8 storage, saved indexes; :func:`kernels` says
+  what runs; :func:`load_index` opens a saved index of any kind.
 * :class:`HnswIndex`: approximate top-k on an HNSW graph (usearch) with the same output, for
   corpora beyond brute force; saved and memory-mapped files.
 * :func:`mine` / :class:`Mined`: streaming hard-negative mining (search, filters, window, sampling).
@@ -35,7 +36,7 @@ from .errors import (
     ParameterError,
     ShapeError,
 )
-from .index import FlatIndex, load_index, topk
+from .index import FlatIndex, kernels, load_index, topk
 from .hnsw import HnswIndex
 from .selection import Selection, select_negatives
 from .mining import Mined, mine
@@ -49,6 +50,7 @@ __all__ = [
     "FlatIndex",
     "HnswIndex",
     "topk",
+    "kernels",
     "load_index",
     "select_negatives",
     "mine",

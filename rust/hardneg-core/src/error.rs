@@ -86,21 +86,21 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
-    /// A file is missing, unreadable, of another kind or from another version.
-    #[error("{path}: {message}")]
+    /// A file to read is missing, unreadable, truncated, corrupted or of another kind.
+    #[error("cannot load {path}: {problem}")]
     InputFile {
         /// The file.
         path: String,
-        /// What is wrong and what to do.
-        message: String,
+        /// What is wrong with it and what to do.
+        problem: String,
     },
     /// A file could not be written.
-    #[error("cannot write {path}: {message}")]
-    WriteFile {
+    #[error("cannot write {path}: {problem}")]
+    OutputFile {
         /// The file.
         path: String,
-        /// The operating system's reason.
-        message: String,
+        /// The operating system's error.
+        problem: String,
     },
     /// The HNSW library (usearch) reported a failure, e.g. out of memory.
     #[error("HNSW index: {0}")]

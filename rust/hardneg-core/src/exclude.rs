@@ -144,6 +144,18 @@ impl Exclusions {
         !row.is_empty() && row.binary_search(&id).is_ok()
     }
 
+    /// The exclusions of the queries `rows` (in that order), as a new set whose row `i` is row
+    /// `rows[i]` of this one.
+    pub fn select(&self, rows: &[usize]) -> Exclusions {
+        let mut out = Exclusions { offsets: Vec::with_capacity(rows.len() + 1), ids: Vec::new() };
+        out.offsets.push(0);
+        for &q in rows {
+            out.ids.extend_from_slice(self.row(q));
+            out.offsets.push(out.ids.len());
+        }
+        out
+    }
+
     /// The number of (distinct) ids excluded for every query.
     pub fn row_lens(&self) -> Vec<i64> {
         self.offsets.windows(2).map(|w| (w[1] - w[0]) as i64).collect()
@@ -181,6 +193,8 @@ mod tests {
         assert!(e.row(1).is_empty());
         assert!(e.contains(0, 5) && !e.contains(0, 3) && e.contains(2, 0));
         assert_eq!(e.max_row_len(), (2, 0));
+        let s = e.select(&[2, 0, 2]);
+        assert_eq!((s.rows(), s.row(0), s.row(1), s.row(2)), (3, &[0u64][..], &[2u64, 5][..], &[0u64][..]));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! * [`index`]: the [`Searcher`] trait mining runs on, and the exact [`FlatIndex`].
 //! * [`hnsw`]: approximate top-k on an HNSW graph (usearch) with the same output and exclusions.
 //! * [`mine`]: hard-negative selection (filters, rank window, top/random/SimANS sampling).
+//! * [`synthetic`]: deterministic pseudo-random data for tests, examples and benchmarks.
 //! * [`cluster`]: balanced spherical 2-means and spherical k-means; [`batchplan`]: epoch plans
 //!   of cluster-balanced mini-batches.
 //!
@@ -19,13 +20,14 @@ pub mod hnsw;
 pub mod index;
 pub mod matrix;
 pub mod mine;
+pub mod synthetic;
 pub mod topk;
 
 pub use error::{Error, Result};
 pub use exclude::{Exclusions, IdRows};
 pub use index::{FlatIndex, Metric, SearchParams, Searcher};
 pub use matrix::MatrixRef;
-pub use topk::{pair_score, score_ids, search, Isa, SearchOptions, TopK};
+pub use topk::{kernel_stats, pair_score, score_ids, search, Bf16Rows, Isa, Kernel, KernelCounter, KernelStats, SearchOptions, TopK};
 
 pub mod cluster;
 pub mod batchplan;

@@ -47,7 +47,7 @@ fn random_shapes_match_brute_force_for_every_kernel_and_thread_count() {
         let (ws, wi) = brute(qm, cm, k, Some(&ex));
         for isa in Isa::available() {
             for threads in [1, 2, 4] {
-                let top = search(qm, cm, &SearchOptions { exclude: Some(&ex), isa: Some(isa), threads, ..SearchOptions::new(k) }).unwrap();
+                let top = search(qm, cm, &SearchOptions { exclude: Some(&ex), kernel: Some(isa.into()), threads, ..SearchOptions::new(k) }).unwrap();
                 assert_eq!(top.ids, wi, "case {case} {isa:?} threads {threads}");
                 assert_eq!(top.scores, ws, "case {case} {isa:?} threads {threads}");
             }

@@ -1,7 +1,7 @@
 //! Borrowing numpy arrays and parsing the small options every binding shares.
 
 use hardneg_core::matrix::MatrixRef;
-use hardneg_core::Isa;
+use hardneg_core::{Isa, Kernel};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
@@ -36,4 +36,11 @@ pub(crate) fn parse_isa(isa: Option<&str>) -> PyResult<Option<Isa>> {
         Isa::from_name(name).ok_or_else(|| ParameterError::new_err(format!("unknown isa {name:?}; use 'avx512', 'avx2' or 'scalar'")))
     })
     .transpose()
+}
+
+/// The `kernel=` option of tests and benchmarks: `None` lets the core pick (or `HARDNEG_KERNEL`).
+pub(crate) fn parse_kernel(kernel: Option<&str>) -> PyResult<Option<Kernel>> {
+    kernel
+        .map(|name| Kernel::from_name(name).ok_or_else(|| ParameterError::new_err(format!("unknown kernel {name:?}; use 'amx', 'avx512', 'avx2' or 'scalar'"))))
+        .transpose()
 }

@@ -24,7 +24,7 @@ pub fn to_py(err: Error) -> PyErr {
         Error::InvalidParameter { .. } => ParameterError::new_err(msg),
         Error::InputFile { .. } => InputFileError::new_err(msg),
         // Saving into a directory that is missing or not writable.
-        Error::WriteFile { .. } => OutputDirError::new_err(msg),
+        Error::OutputFile { .. } => OutputDirError::new_err(msg),
         Error::Hnsw(_) => HardnegError::new_err(msg),
         Error::Cancelled => PyKeyboardInterrupt::new_err("search cancelled"),
     }

@@ -25,6 +25,7 @@ fn _hardneg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<hnsw::HnswIndex>()?;
     m.add_function(wrap_pyfunction!(index::isa, m)?)?;
     m.add_function(wrap_pyfunction!(index::available_isas, m)?)?;
+    m.add_function(wrap_pyfunction!(index::kernels, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::default_threads, m)?)?;
     m.add_function(wrap_pyfunction!(mine::select_negatives, m)?)?;
     m.add_function(wrap_pyfunction!(mine::excluded_counts, m)?)?;

@@ -150,7 +150,7 @@ fn local_candidates(ctx: &Ctx<'_>, labels: &[i64], cents: &[f32], k: usize, m: u
     let (n, d) = (labels.len(), ctx.x.dim());
     let nb = NEIGHBOURS.min(k);
     let cm = MatrixRef::new("centroids", cents, k, d)?;
-    let so = SearchOptions { threads, cancel: ctx.cancel, isa: Some(ctx.isa), ..SearchOptions::new(nb) };
+    let so = SearchOptions { threads, cancel: ctx.cancel, kernel: super::search_kernel(ctx.isa), ..SearchOptions::new(nb) };
     let nbr = search(cm, cm, &so)?.ids;
     let (offsets, order) = super::rows_by_cluster(labels, k);
     // Results by position in `order`; each thread takes a contiguous range of clusters, which

@@ -1,7 +1,7 @@
 //! Spherical k-means (unbalanced) whose assignment step is the fused top-k engine.
 
 use super::rng::Rng;
-use super::{check_cancel, normalize_into, validate, ClusterOptions, Clustering};
+use super::{check_cancel, normalize_into, search_kernel, validate, ClusterOptions, Clustering};
 use crate::error::Result;
 use crate::matrix::MatrixRef;
 use crate::topk::{search, Isa, SearchOptions};
@@ -121,7 +121,7 @@ pub(super) fn nearest(
                 buf.extend(x.row(r).iter().map(|&v| v * s));
             }
             let q = MatrixRef::new("rows", &buf, rows, d)?;
-            let so = SearchOptions { threads: 1, cancel, isa: Some(isa), ..SearchOptions::new(m) };
+            let so = SearchOptions { threads: 1, cancel, kernel: search_kernel(isa), ..SearchOptions::new(m) };
             let top = search(q, corpus, &so)?;
             is.copy_from_slice(&top.ids);
             ss.copy_from_slice(&top.scores);

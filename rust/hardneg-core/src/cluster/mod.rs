@@ -135,6 +135,13 @@ pub(crate) fn rows_by_cluster(labels: &[i64], k: usize) -> (Vec<usize>, Vec<u32>
 
 /// Returns `Err(Cancelled)` if the flag is raised.
 #[inline]
+/// The search kernel of a clustering on `isa`: free (the AMX scan when it applies, or
+/// `HARDNEG_KERNEL`) on the best instruction set, the float32 kernels of `isa` when a lesser one
+/// was asked for. Either gives the same neighbours.
+pub(crate) fn search_kernel(isa: Isa) -> Option<crate::topk::Kernel> {
+    (isa != Isa::detect()).then_some(isa.into())
+}
+
 pub(crate) fn check_cancel(cancel: Option<&AtomicBool>) -> Result<()> {
     if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
         Err(Error::Cancelled)

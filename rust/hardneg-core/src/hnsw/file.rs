@@ -33,7 +33,7 @@ const CHECKSUM_AT: usize = HEADER_LEN - 8;
 const BLOB_OFFSET: usize = 4096;
 
 fn input_err(path: &Path, message: impl Into<String>) -> Error {
-    Error::InputFile { path: path.display().to_string(), message: message.into() }
+    Error::InputFile { path: path.display().to_string(), problem: message.into() }
 }
 
 /// A fast 64-bit checksum (four independent multiply-rotate lanes over 8-byte words).
@@ -148,7 +148,7 @@ impl<'a> HnswIndex<'a> {
     /// Writes the index to `path` (through a temporary file renamed into place).
     pub fn save(&self, path: &Path) -> Result<()> {
         self.check_ready()?;
-        let write_err = |e: std::io::Error| Error::WriteFile { path: path.display().to_string(), message: e.to_string() };
+        let write_err = |e: std::io::Error| Error::OutputFile { path: path.display().to_string(), problem: e.to_string() };
         let blob_len = self.index.serialized_length();
         let header = Header { params: self.params, dim: self.dim, rows: self.rows, orphans: self.orphan_report(), blob_len };
         let tmp = path.with_file_name(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("index"), std::process::id()));

@@ -937,15 +937,15 @@ mod tests {
         let mut graph = bytes.clone();
         let last = graph.len() - 3;
         graph[last] ^= 0x40;
-        assert!(matches!(load(&graph), Err(Error::InputFile { message, .. }) if message.contains("checksum")));
-        assert!(matches!(load(&bytes[..bytes.len() - 100]), Err(Error::InputFile { message, .. }) if message.contains("truncated")));
-        assert!(matches!(load(b"\x93NUMPY"), Err(Error::InputFile { message, .. }) if message.contains("not a hardneg HnswIndex")));
-        assert!(matches!(load(&bytes[4096..]), Err(Error::InputFile { message, .. }) if message.contains("not a hardneg HnswIndex")));
+        assert!(matches!(load(&graph), Err(Error::InputFile { problem: message, .. }) if message.contains("checksum")));
+        assert!(matches!(load(&bytes[..bytes.len() - 100]), Err(Error::InputFile { problem: message, .. }) if message.contains("truncated")));
+        assert!(matches!(load(b"\x93NUMPY"), Err(Error::InputFile { problem: message, .. }) if message.contains("not a hardneg HnswIndex")));
+        assert!(matches!(load(&bytes[4096..]), Err(Error::InputFile { problem: message, .. }) if message.contains("not a hardneg HnswIndex")));
         let mut other = bytes.clone();
         other[16] = 9;
-        assert!(matches!(load(&other), Err(Error::InputFile { message, .. }) if message.contains("format 9")));
+        assert!(matches!(load(&other), Err(Error::InputFile { problem: message, .. }) if message.contains("format 9")));
         assert!(matches!(HnswIndex::load(&dir.join("missing"), true, None, 1), Err(Error::InputFile { .. })));
-        assert!(matches!(HnswIndex::build(c.as_slice(), n, d, HnswParams::default(), 1, true).unwrap().save(&dir.join("no/such/dir")), Err(Error::WriteFile { .. })));
+        assert!(matches!(HnswIndex::build(c.as_slice(), n, d, HnswParams::default(), 1, true).unwrap().save(&dir.join("no/such/dir")), Err(Error::OutputFile { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -2,10 +2,11 @@
 
 use std::borrow::Cow;
 
+use super::storage::{RowCopy, Storage};
 use super::{Metric, SearchParams, Searcher};
 use crate::error::{Error, Result};
 use crate::matrix::{self, MatrixRef};
-use crate::topk::{self, Isa, SearchOptions, TopK};
+use crate::topk::{self, Kernel, SearchOptions, TopK};
 
 /// Keeps a row-major float32 buffer alive for as long as an index reads it: a `Vec` or boxed
 /// slice the index owns, a borrowed slice, or memory owned elsewhere (a numpy array held by the
@@ -37,8 +38,8 @@ impl F32Rows for &[f32] {
 /// picks the best kernel and block sizes and pads short rows as [`Searcher::search`] does.
 #[derive(Clone, Copy, Debug)]
 pub struct KernelOptions {
-    /// Force an instruction set; `None` picks the best one.
-    pub isa: Option<Isa>,
+    /// Force a kernel; `None` reads `HARDNEG_KERNEL`, else picks by the number of queries.
+    pub kernel: Option<Kernel>,
     /// Corpus rows per chunk; `None` picks one that fits in L2.
     pub chunk_rows: Option<usize>,
     /// Dimensions per slice; `None` picks one that keeps a block's slice in L1.
@@ -46,11 +47,17 @@ pub struct KernelOptions {
     /// Pad a query with fewer than `k` candidates with -1 / NaN; false makes it an error that
     /// says how far to lower `k` (the Python `FlatIndex.search`).
     pub pad: bool,
+    /// AMX scan: candidates kept per query; `None` is the default over-fetch.
+    pub overfetch: Option<usize>,
+    /// AMX scan: factor on the certificate's error bound (tests force the fallbacks with it).
+    pub bound_factor: f64,
+    /// Require exact results: an index with int8 storage refuses to search unless this is false.
+    pub exact: bool,
 }
 
 impl Default for KernelOptions {
     fn default() -> Self {
-        KernelOptions { isa: None, chunk_rows: None, dim_slice: None, pad: true }
+        KernelOptions { kernel: None, chunk_rows: None, dim_slice: None, pad: true, overfetch: None, bound_factor: 1.0, exact: true }
     }
 }
 
@@ -58,12 +65,18 @@ impl Default for KernelOptions {
 ///
 /// For cosine the corpus is not copied or normalised: its inverse row norms are computed once
 /// and multiplied into the scores, and queries are normalised into a copy per call.
+///
+/// [`FlatIndex::with_storage`] adds a bf16 copy (exact results, half the bytes to scan) or an
+/// int8 copy (approximate results, a quarter of the bytes); [`FlatIndex::save`] and
+/// [`FlatIndex::load`] write and read (or memory-map) the whole index.
 pub struct FlatIndex<'a> {
     corpus: Box<dyn F32Rows + 'a>,
     rows: usize,
     dim: usize,
     /// Inverse row norms (cosine); `None` for inner product.
     inv_norms: Option<Vec<f32>>,
+    /// The reduced-precision copy, if the storage has one.
+    copy: Option<RowCopy>,
 }
 
 impl std::fmt::Debug for FlatIndex<'_> {
@@ -86,7 +99,56 @@ impl<'a> FlatIndex<'a> {
                 None
             }
         };
-        Ok(FlatIndex { corpus, rows, dim, inv_norms })
+        Ok(FlatIndex { corpus, rows, dim, inv_norms, copy: None })
+    }
+
+    /// An index of already checked parts (a loaded file).
+    pub(crate) fn from_parts(corpus: Box<dyn F32Rows + 'a>, rows: usize, dim: usize, inv_norms: Option<Vec<f32>>, copy: Option<RowCopy>) -> Result<Self> {
+        MatrixRef::new("corpus", corpus.values(), rows, dim)?;
+        Ok(FlatIndex { corpus, rows, dim, inv_norms, copy })
+    }
+
+    /// Keeps the rows in `storage` too (see [`Storage`]), converting them with `threads`
+    /// threads (0: every core); float32 drops a copy made earlier.
+    pub fn with_storage(mut self, storage: Storage, threads: usize) -> Self {
+        self.copy = RowCopy::build(storage, self.corpus(), topk::resolve_threads(threads));
+        self
+    }
+
+    /// How the rows are stored for scanning.
+    pub fn storage(&self) -> Storage {
+        self.copy.as_ref().map_or(Storage::Float32, RowCopy::storage)
+    }
+
+    pub(crate) fn copy(&self) -> Option<&RowCopy> {
+        self.copy.as_ref()
+    }
+
+    /// Writes the index to `path` in the format of [`super::file`] (version 1).
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        super::file::save(self, path)
+    }
+
+    /// Reads an index written by [`FlatIndex::save`]. With `mmap` the rows are memory-mapped
+    /// (the index opens at once, pages are read when searched); otherwise they are read into
+    /// memory and checked against their checksums. `verify` checks a mapped file's rows too.
+    /// A missing, truncated, corrupted or foreign file is an [`Error::InputFile`].
+    pub fn load(path: &std::path::Path, mmap: bool, verify: bool) -> Result<FlatIndex<'static>> {
+        super::file::load(path, mmap, verify)
+    }
+
+    /// The kernel a search of `queries` queries uses: forced by `kernel` or `HARDNEG_KERNEL`,
+    /// else the AMX scan when it can run and at least [`Storage::amx_min_queries`] queries share
+    /// a pass (fewer with a bf16 copy, which halves the bytes to scan; always with int8).
+    pub fn kernel_for(&self, queries: usize, kernel: Option<Kernel>) -> Result<Kernel> {
+        if let Some(k) = kernel {
+            k.check()?;
+            return Ok(k);
+        }
+        if let Some(k) = Kernel::from_env()? {
+            return Ok(k);
+        }
+        Ok(Kernel::auto_from(queries, self.storage().amx_min_queries()))
     }
 
     /// The corpus as given (not normalised, even for cosine).
@@ -117,18 +179,25 @@ impl<'a> FlatIndex<'a> {
 
     /// [`Searcher::search`] with explicit kernel choices.
     pub fn search_with(&self, queries: MatrixRef<'_>, params: &SearchParams<'_>, kernel: &KernelOptions) -> Result<TopK> {
+        if kernel.exact && self.storage() == Storage::Int8 {
+            return Err(Error::param("exact", "this index stores int8 rows, whose results are approximate: FlatIndex.search accepts them with exact=False; for exact results (and for mining, which needs them) build the index with storage='bfloat16' (half the bytes, exact) or 'float32'"));
+        }
+        let chosen = self.kernel_for(queries.rows(), kernel.kernel)?;
         let q = self.prepare(queries, topk::resolve_threads(params.threads))?;
         let qm = MatrixRef::new("queries", &q, queries.rows(), queries.dim())?;
         let opts = SearchOptions {
-            k: params.k,
             exclude: params.exclude,
             threads: params.threads,
             cancel: params.cancel,
-            isa: kernel.isa,
+            kernel: Some(chosen),
             chunk_rows: kernel.chunk_rows,
             dim_slice: kernel.dim_slice,
             row_scale: self.inv_norms.as_deref(),
             pad: kernel.pad,
+            overfetch: kernel.overfetch,
+            bound_factor: kernel.bound_factor,
+            stored: self.copy.as_ref().map(RowCopy::stored),
+            ..SearchOptions::new(params.k)
         };
         topk::search(qm, self.corpus(), &opts)
     }

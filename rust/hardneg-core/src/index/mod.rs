@@ -5,7 +5,9 @@
 //! ids computed exactly as the search computes them (so a positive and an equal candidate compare
 //! consistently). [`crate::mine::Miner`] works over any `&dyn Searcher`.
 
+pub mod file;
 mod flat;
+mod storage;
 
 use std::sync::atomic::AtomicBool;
 
@@ -15,6 +17,7 @@ use crate::matrix::MatrixRef;
 use crate::topk::TopK;
 
 pub use flat::{F32Rows, FlatIndex, KernelOptions};
+pub use storage::Storage;
 
 /// How query-corpus similarity is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

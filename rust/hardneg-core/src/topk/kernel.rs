@@ -77,29 +77,49 @@ impl Isa {
     }
 }
 
-/// A 64-byte aligned, zero-initialised buffer of f32.
-pub(crate) struct AlignedBuf {
+/// Plain number types whose every bit pattern is a value (so zeroed or reinterpreted bytes are).
+pub(crate) trait Plain: Copy {}
+impl Plain for f32 {}
+impl Plain for u16 {}
+
+/// A 64-byte aligned, zero-initialised buffer of `T` (f32 panels; u16 bf16 tiles, also seen
+/// as bytes for int8 tiles).
+pub(crate) struct AlignedBuf<T: Plain = f32> {
     raw: Vec<Align64>,
     len: usize,
+    _t: std::marker::PhantomData<T>,
 }
 
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Align64([f32; 16]);
+struct Align64([u8; 64]);
 
-impl AlignedBuf {
+impl<T: Plain> AlignedBuf<T> {
     pub(crate) fn zeroed(len: usize) -> Self {
-        AlignedBuf { raw: vec![Align64([0.0; 16]); len.div_ceil(16)], len }
+        let bytes = len * std::mem::size_of::<T>();
+        AlignedBuf { raw: vec![Align64([0; 64]); bytes.div_ceil(64)], len, _t: std::marker::PhantomData }
     }
     #[inline(always)]
-    pub(crate) fn as_slice(&self) -> &[f32] {
-        // SAFETY: Align64 is repr(C) over [f32; 16], so the storage is len.div_ceil(16) * 16 floats.
-        unsafe { std::slice::from_raw_parts(self.raw.as_ptr().cast::<f32>(), self.len) }
+    pub(crate) fn as_slice(&self) -> &[T] {
+        // SAFETY: the storage holds at least len * size_of::<T>() zero-initialised or written
+        // bytes, 64-byte aligned (enough for T); T is plain data (any bits are a value).
+        unsafe { std::slice::from_raw_parts(self.raw.as_ptr().cast::<T>(), self.len) }
     }
     #[inline(always)]
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
         // SAFETY: as above, and we hold the only reference.
-        unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().cast::<f32>(), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().cast::<T>(), self.len) }
+    }
+    /// The same storage as bytes.
+    #[inline(always)]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: any initialised storage is valid as bytes.
+        unsafe { std::slice::from_raw_parts(self.raw.as_ptr().cast::<u8>(), self.len * std::mem::size_of::<T>()) }
+    }
+    #[inline(always)]
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and we hold the only reference; every byte pattern is a valid T.
+        unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().cast::<u8>(), self.len * std::mem::size_of::<T>()) }
     }
 }
 
@@ -203,7 +223,7 @@ unsafe fn pack_corpus_avx512(c: &[f32], d: usize, start: usize, end: usize, t0: 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+pub(crate) unsafe fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
     use std::arch::x86_64::*;
     let mut t = [_mm512_setzero_ps(); 16];
     for p in 0..8 {
@@ -466,11 +486,8 @@ unsafe fn tile_avx2<const NQ: usize>(cb: &[f32], qg: &[f32], kc: usize, io: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::synthetic::lcg;
 
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
 
     #[test]
     fn simd_pack_equals_scalar_pack() {

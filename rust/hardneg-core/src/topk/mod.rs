@@ -1,5 +1,10 @@
 //! Exact top-k similarity search: queries x corpus, inner product, with per-query exclusions.
 //!
+//! Two engines give the same results bit for bit ([`dispatch`] picks one): the float32 kernels
+//! described below, and, when enough queries share a corpus pass on a CPU with AMX tiles, a
+//! bf16 tile scan ([`scan`]) whose candidates are rescored in float32 and certified exact
+//! ([`certify`]).
+//!
 //! The corpus is split into one contiguous slice per thread. Each thread packs its slice chunk
 //! by chunk (a chunk fits in L2), runs every query group against the chunk with the fused tile
 //! kernels of [`kernel`], and keeps its own per-query heaps; the heaps are merged at the end.
@@ -7,8 +12,15 @@
 //! speed. Each score is computed the same way whatever the split (see [`kernel`]), and ties are
 //! broken by the lower id, so results do not depend on the thread count.
 
+pub mod amx;
+pub mod bf16;
+pub mod certify;
+pub mod dispatch;
 mod heap;
+pub mod int8;
 pub mod kernel;
+mod reservoir;
+mod scan;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,6 +28,9 @@ use crate::error::{Error, Result};
 use crate::exclude::Exclusions;
 use crate::matrix::MatrixRef;
 use heap::Heaps;
+pub use bf16::Bf16Rows;
+pub use int8::Int8Rows;
+pub use dispatch::{kernel_stats, Kernel, KernelCounter, KernelStats};
 pub use kernel::Isa;
 use kernel::{pack_corpus, pack_queries, tile, Aligned64, AlignedBuf, Epilogue, RowScale, TileScores, BLOCK, GROUP};
 
@@ -30,8 +45,9 @@ pub struct SearchOptions<'a> {
     pub threads: usize,
     /// Set to true from another thread to stop the search with [`Error::Cancelled`].
     pub cancel: Option<&'a AtomicBool>,
-    /// Force an instruction set (tests and benchmarks); `None` picks the best one.
-    pub isa: Option<Isa>,
+    /// Force a kernel (tests and benchmarks); `None` reads `HARDNEG_KERNEL`, else picks by the
+    /// number of queries ([`Kernel::resolve`]).
+    pub kernel: Option<Kernel>,
     /// Corpus rows per chunk (rounded to the block size); `None` picks one that fits in L2.
     pub chunk_rows: Option<usize>,
     /// Dimensions per slice (partial sums are kept between slices); `None` picks one that keeps
@@ -43,13 +59,47 @@ pub struct SearchOptions<'a> {
     /// A query with fewer than `k` candidates (a small corpus, many exclusions) gets its row
     /// filled up with id -1 / score NaN; when false that is an [`Error::InvalidParameter`].
     pub pad: bool,
+    /// A stored reduced-precision copy of the corpus for the AMX scan (otherwise chunks are
+    /// converted to bf16 on the fly); the float32 corpus is still read to rescore candidates.
+    pub stored: Option<Stored<'a>>,
+    /// AMX scan: candidates kept per query (at least `k`); `None` means
+    /// [`certify::default_overfetch`].
+    pub overfetch: Option<usize>,
+    /// AMX scan: multiplies the certificate's error bound (at least 1; tests raise it to force
+    /// the fallbacks).
+    pub bound_factor: f64,
+    /// Counts the queries of this search by the path that answered them.
+    pub counter: Option<&'a KernelCounter>,
 }
 
 impl<'a> SearchOptions<'a> {
     /// Options for `k` results with every other setting at its default.
     pub fn new(k: usize) -> Self {
-        SearchOptions { k, exclude: None, threads: 0, cancel: None, isa: None, chunk_rows: None, dim_slice: None, row_scale: None, pad: false }
+        SearchOptions {
+            k,
+            exclude: None,
+            threads: 0,
+            cancel: None,
+            kernel: None,
+            chunk_rows: None,
+            dim_slice: None,
+            row_scale: None,
+            pad: false,
+            stored: None,
+            overfetch: None,
+            bound_factor: 1.0,
+            counter: None,
+        }
     }
+}
+
+/// A reduced-precision copy of the corpus the AMX scan reads instead of the float32 rows.
+#[derive(Clone, Copy, Debug)]
+pub enum Stored<'a> {
+    /// bf16: the results stay exact (certified).
+    Bf16(Bf16Rows<'a>),
+    /// int8: approximate; the scan's candidates are rescored in float32, without a certificate.
+    Int8(Int8Rows<'a>),
 }
 
 /// Results of a search: row-major `[rows, k]`, each row by descending score, ties by lower id;
@@ -110,13 +160,37 @@ pub fn search(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOption
             return Err(Error::RowCountMismatch { what: "row_scale", expected: n, got: sc.len() });
         }
     }
+    match opts.stored {
+        Some(Stored::Bf16(b)) if b.data.len() != n * d || b.residual.len() != n => {
+            return Err(Error::BadLength { what: "bf16 corpus", len: b.data.len(), rows: n, dim: d });
+        }
+        Some(Stored::Int8(b)) if b.data.len() != n * d || b.scale.len() != n => {
+            return Err(Error::BadLength { what: "int8 corpus", len: b.data.len(), rows: n, dim: d });
+        }
+        _ => {}
+    }
+    if opts.overfetch.is_some_and(|kp| kp < k) {
+        return Err(Error::param("overfetch", format!("overfetch must be at least k={k}, got {}", opts.overfetch.unwrap_or(0))));
+    }
+    if opts.bound_factor.is_nan() || opts.bound_factor < 1.0 {
+        return Err(Error::param("bound_factor", format!("bound_factor must be at least 1, got {}", opts.bound_factor)));
+    }
     let threads = resolve_threads(opts.threads);
     crate::matrix::check_finite("queries", queries, threads)?;
-    let isa = opts.isa.unwrap_or_else(Isa::detect);
-    if !isa.is_supported() {
-        return Err(Error::param("isa", format!("this CPU cannot run the {} kernels", isa.name())));
+    match Kernel::resolve(opts.kernel, nq)? {
+        // Candidate ids are 32-bit in the scan.
+        Kernel::Amx if n <= u32::MAX as usize => certify::search(queries, corpus, opts, threads),
+        Kernel::Amx => search_f32(queries, corpus, opts, threads, Isa::detect()),
+        Kernel::F32(isa) => {
+            dispatch::count(opts.counter, dispatch::Counter::F32, nq);
+            search_f32(queries, corpus, opts, threads, isa)
+        }
     }
+}
 
+/// The float32 kernels on `isa`, inputs already validated.
+pub(crate) fn search_f32(queries: MatrixRef<'_>, corpus: MatrixRef<'_>, opts: &SearchOptions<'_>, threads: usize, isa: Isa) -> Result<TopK> {
+    let (nq, n, d, k) = (queries.rows(), corpus.rows(), corpus.dim(), opts.k);
     let qpack = pack_queries(queries.data(), nq, d);
     let groups = nq.div_ceil(GROUP);
     let kc = dim_slice(opts.dim_slice, d, groups);
@@ -445,7 +519,7 @@ mod tests {
                 for isa in Isa::available() {
                     for threads in [1, 2, 3] {
                         for (chunk, kc) in [(None, None), (Some(64), Some(2)), (Some(192), Some(5)), (None, Some(1))] {
-                            let opts = SearchOptions { isa: Some(isa), threads, chunk_rows: chunk, dim_slice: kc, ..SearchOptions::new(k) };
+                            let opts = SearchOptions { kernel: Some(isa.into()), threads, chunk_rows: chunk, dim_slice: kc, ..SearchOptions::new(k) };
                             assert_eq!(search(qm, cm, &opts).unwrap(), want, "{isa:?} t={threads} nq={nq} n={n} d={d} k={k} ints={ints}");
                         }
                     }
@@ -463,7 +537,7 @@ mod tests {
         let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
         let inv = crate::matrix::inverse_norms(cm, 2);
         for isa in Isa::available() {
-            let top = search(qm, cm, &SearchOptions { row_scale: Some(&inv), isa: Some(isa), ..SearchOptions::new(k) }).unwrap();
+            let top = search(qm, cm, &SearchOptions { row_scale: Some(&inv), kernel: Some(isa.into()), ..SearchOptions::new(k) }).unwrap();
             let again = score_ids(qm, cm, Some(&inv), &top.ids, k).unwrap();
             assert_eq!(top.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), again.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
             // the ranking is the cosine ranking
