@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gil import ticks_while
 
 import hardneg
 from hardneg import _hardneg
@@ -39,22 +40,7 @@ def test_keyboard_interrupt_stops_a_long_search(rng):
 def test_gil_is_released_during_search(rng):
     corpus, q = _big(rng)
     index = hardneg.FlatIndex(corpus)
-    ticks = 0
-    done = threading.Event()
-
-    def spin():
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-            time.sleep(0.001)
-
-    th = threading.Thread(target=spin)
-    th.start()
-    t = time.perf_counter()
-    index.search(q, 10)
-    elapsed = time.perf_counter() - t
-    done.set()
-    th.join()
+    ticks, elapsed = ticks_while(lambda: index.search(q, 10))
     # with the GIL held, the spinning thread could not have run during the search
     assert elapsed > 0.05 and ticks >= 5
 

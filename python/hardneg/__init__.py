@@ -3,6 +3,8 @@
 * :class:`FlatIndex` / :func:`topk`: exact fused SIMD top-k similarity search with exclusions;
   AMX bf16 scans certified exact, bfloat16/int8 storage, saved indexes; :func:`kernels` says
   what runs; :func:`load_index` opens a saved index of any kind.
+* :class:`HnswIndex`: approximate top-k on an HNSW graph (usearch) with the same output, for
+  corpora beyond brute force; saved and memory-mapped files.
 * :func:`mine` / :class:`Mined`: streaming hard-negative mining (search, filters, window, sampling).
 * :func:`mine_to_disk` / :func:`load_mined` / ``hardneg mine``: the same as a resumable job writing Parquet shards.
 * :func:`search_partial` / :func:`merge_topk`: one corpus shard's top-k with global ids, and the
@@ -45,6 +47,7 @@ from .errors import (
     ShapeError,
 )
 from .index import FlatIndex, kernels, load_index, topk
+from .hnsw import HnswIndex
 from .selection import Selection, select_negatives
 from .mining import Mined, mine
 from .mining_job import load_mined, mine_to_disk
@@ -61,6 +64,7 @@ __version__: str = _hardneg.__version__
 __all__ = [
     "__version__",
     "FlatIndex",
+    "HnswIndex",
     "topk",
     "search_partial",
     "merge_topk",

@@ -81,6 +81,26 @@ def as_matrix(x: Any, what: str) -> np.ndarray:
         return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def as_queries(x: Any, dim: int) -> np.ndarray:
+    """Queries as float32 ``[Q, dim]`` for an index of dimension ``dim``."""
+    q = as_matrix(x, "queries")
+    if q.shape[1] != dim:
+        raise ShapeError(
+            f"queries have dimension {q.shape[1]} but the corpus has dimension {dim}; embed both with the same model"
+        )
+    return q
+
+
+def as_id_matrix(x: Any) -> np.ndarray:
+    """Given ids as a C-contiguous int64 ``[Q, m]`` array (-1 = none)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise DTypeError(f"ids must be integers, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ShapeError(f"ids must be 2-D [queries, m], got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
 def as_count(x: Any, name: str, minimum: int = 1) -> int:
     """Returns ``x`` as an int >= ``minimum``; bools and floats are rejected."""
     if isinstance(x, bool):

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from . import _hardneg
-from ._arrays import as_count, as_matrix, as_threads, id_lists_to_csr, similarity_name
+from ._arrays import as_count, as_id_matrix, as_matrix, as_queries, as_threads, id_lists_to_csr, similarity_name
 from .errors import InputFileError, ParameterError, ShapeError
 
 __all__ = ["FlatIndex", "topk", "kernels", "Metric", "Storage", "load_index"]
@@ -195,13 +195,7 @@ class FlatIndex:
         return self._corpus
 
     def _queries(self, queries: Any) -> np.ndarray:
-        q = as_matrix(queries, "queries")
-        if q.shape[1] != self.dim:
-            raise ShapeError(
-                f"queries have dimension {q.shape[1]} but the corpus has dimension {self.dim}; "
-                "embed both with the same model"
-            )
-        return q
+        return as_queries(queries, self.dim)
 
     def search(
         self,
@@ -274,15 +268,7 @@ class FlatIndex:
         >>> [round(float(x), 3) for x in index.score(np.array([[0, 2]], np.float32), np.array([[1, -1]]))[0]]
         [0.8, nan]
         """
-        q = self._queries(queries)
-        arr = np.asarray(ids)
-        if arr.dtype.kind not in "iu":
-            from .errors import DTypeError
-
-            raise DTypeError(f"ids must be integers, got dtype {arr.dtype}")
-        if arr.ndim != 2:
-            raise ShapeError(f"ids must be 2-D [queries, m], got shape {arr.shape}")
-        return self._inner.score(q, np.ascontiguousarray(arr, dtype=np.int64))
+        return self._inner.score(self._queries(queries), as_id_matrix(ids))
 
 
 def topk(

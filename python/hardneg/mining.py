@@ -421,6 +421,9 @@ def _open_index(corpus: Any, index: Any, metric: str | None, threads: Any) -> An
     if metric is not None and have != metric:
         raise ParameterError(f"the index was built with metric={have!r} but metric={metric!r} was asked; "
                              f"pass metric={have!r} (or leave it out) or build the index with metric={metric!r}")
+    check = getattr(found, "_check_can_mine", None)  # an index that can lack what mining needs
+    if check is not None:
+        check()
     return found
 
 

@@ -74,8 +74,11 @@ def _describe_inputs(plan: _Plan) -> dict[str, Any]:
     qbytes = int(np.prod(q.shape)) * np.dtype(q.dtype).itemsize
     index = plan.index
     corpus = {"index": type(index).__name__, "rows": len(index), "dim": index.dim}
+    identity = getattr(index, "_job_identity", None)  # an approximate index: its parameters and graph
     vectors = getattr(index, "vectors", None)  # an index may not keep float32 rows
-    if vectors is not None:
+    if identity is not None:
+        corpus.update(identity())  # stands for the rows too: the same whether loaded with them or not
+    elif vectors is not None:
         corpus.update(dtype=str(vectors.dtype), digest=_digest_rows(vectors, False))
     csr = hashlib.blake2b(digest_size=16)
     for a in (*plan.pos, *(plan.exclude if plan.exclude is not None else ())):
@@ -333,7 +336,10 @@ def mine_to_disk(
 
     The manifest holds a fingerprint of every argument that changes the output (``threads``,
     ``chunk_size`` and ``progress`` do not) and of the inputs (shape, dtype and content digest:
-    all query rows up to 2 GiB, 4096 evenly spaced corpus rows, all positive/exclude ids).
+    all query rows up to 2 GiB, 4096 evenly spaced corpus rows, all positive/exclude ids). For an
+    :class:`HnswIndex` it holds the index's parameters and a digest of its graph instead of corpus rows, so
+    resuming over another graph (a rebuild, another file) is refused; the saved file of the
+    same index resumes.
 
     ``part="I/N"`` (or ``(I, N)``, ``0 <= I < N``) writes only part ``I`` of ``N``: a contiguous
     share of the shards, the same files a whole run writes. Any scheduler can run the ``N`` parts,
@@ -581,7 +587,7 @@ def add_mine_parser(sub: Any) -> None:
     p.add_argument("--queries", required=True, help="query embeddings, .npy [Q, d]")
     corpus = p.add_mutually_exclusive_group(required=True)
     corpus.add_argument("--corpus", help="corpus embeddings, .npy [N, d] (memory-mapped), searched exactly")
-    corpus.add_argument("--index", help="a saved hardneg index (FlatIndex or HnswIndex .save()) to search instead")
+    corpus.add_argument("--index", help="a saved hardneg index (HnswIndex.save(); float32 storage) to search instead")
     p.add_argument("--positives", required=True, help="positive corpus ids, .npy int [Q] or [Q, P] padded with -1")
     p.add_argument("--exclude", help="more excluded ids, .npy int [Q, m] padded with -1")
     p.add_argument("--exclude-self", action="store_true", help="query i never gets corpus row i (queries = corpus)")

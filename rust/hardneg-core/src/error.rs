@@ -116,6 +116,9 @@ pub enum Error {
         /// The operating system's error.
         problem: String,
     },
+    /// The HNSW library (usearch) reported a failure, e.g. out of memory.
+    #[error("HNSW index: {0}")]
+    Hnsw(String),
     /// The caller asked the job to stop (Ctrl-C).
     #[error("cancelled")]
     Cancelled,

@@ -7,6 +7,7 @@
 //! * [`index`]: the [`Searcher`] trait mining runs on, and the exact [`FlatIndex`].
 //! * [`partial`]: search split over corpus shards: a shard's top-k with global ids and the
 //!   exact merge of shards' results.
+//! * [`hnsw`]: approximate top-k on an HNSW graph (usearch) with the same output and exclusions.
 //! * [`mine`]: hard-negative selection (filters, rank window, top/random/SimANS sampling).
 //! * [`sample`]: negative sampling for recommendation (items a user never interacted with) and
 //!   knowledge graphs (filtered triple corruption).
@@ -19,6 +20,7 @@
 
 pub mod error;
 pub mod exclude;
+pub mod hnsw;
 pub mod index;
 pub mod matrix;
 pub mod mine;

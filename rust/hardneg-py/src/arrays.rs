@@ -2,10 +2,22 @@
 
 use hardneg_core::matrix::MatrixRef;
 use hardneg_core::{Isa, Kernel};
-use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::errors::{to_py, ParameterError, ShapeError};
+
+/// Optional per-query id lists given as CSR arrays (`exclude_offsets`, `exclude_ids`): both or neither.
+pub(crate) fn optional_csr<'a>(
+    offsets: &'a Option<PyReadonlyArray1<'_, i64>>,
+    ids: &'a Option<PyReadonlyArray1<'_, i64>>,
+) -> PyResult<Option<(&'a [i64], &'a [i64])>> {
+    match (offsets, ids) {
+        (Some(o), Some(i)) => Ok(Some((o.as_slice()?, i.as_slice()?))),
+        (None, None) => Ok(None),
+        _ => Err(ParameterError::new_err("give both exclude_offsets and exclude_ids, or neither")),
+    }
+}
 
 /// The data of a 2-D array, which must be C-contiguous (the Python layer makes it so).
 pub(crate) fn contiguous<'a, T: numpy::Element>(what: &str, a: &'a PyReadonlyArray2<'_, T>) -> PyResult<&'a [T]> {

@@ -10,6 +10,7 @@ pyo3::import_exception!(hardneg.errors, NonFiniteError);
 pyo3::import_exception!(hardneg.errors, IdOutOfRangeError);
 pyo3::import_exception!(hardneg.errors, ParameterError);
 pyo3::import_exception!(hardneg.errors, InputFileError);
+pyo3::import_exception!(hardneg.errors, OutputDirError);
 
 /// Maps a core error to the matching `hardneg.errors` class, keeping the core's message.
 pub fn to_py(err: Error) -> PyErr {
@@ -22,7 +23,9 @@ pub fn to_py(err: Error) -> PyErr {
         Error::IdOutOfRange { .. } | Error::NegativeId { .. } | Error::OutOfRange { .. } => IdOutOfRangeError::new_err(msg),
         Error::InvalidParameter { .. } => ParameterError::new_err(msg),
         Error::InputFile { .. } => InputFileError::new_err(msg),
-        Error::OutputFile { .. } => ParameterError::new_err(msg),
+        // Saving into a directory that is missing or not writable.
+        Error::OutputFile { .. } => OutputDirError::new_err(msg),
+        Error::Hnsw(_) => HardnegError::new_err(msg),
         Error::Cancelled => PyKeyboardInterrupt::new_err("search cancelled"),
     }
 }

@@ -9,15 +9,15 @@ use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::arrays::{contiguous, matrix_ref, parse_kernel};
+use crate::arrays::{contiguous, matrix_ref, optional_csr, parse_kernel};
 use crate::detach::run_detached;
-use crate::errors::{to_py, ParameterError, ShapeError};
+use crate::errors::{to_py, ShapeError};
 
 /// `(scores float32 [Q, k], ids int64 [Q, k])`.
-type ScoresIds<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
+pub(crate) type ScoresIds<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
 
 /// The data of a C-contiguous float32 numpy array, kept alive by a reference to the array.
-struct NumpyRows {
+pub(crate) struct NumpyRows {
     _array: Py<PyArray2<f32>>,
     ptr: *const f32,
     len: usize,
@@ -29,6 +29,14 @@ struct NumpyRows {
 unsafe impl Send for NumpyRows {}
 // SAFETY: as above; shared reads from several threads are fine.
 unsafe impl Sync for NumpyRows {}
+
+impl NumpyRows {
+    /// Borrows `array` (which must be C-contiguous) for as long as the result lives.
+    pub(crate) fn new(py: Python<'_>, what: &str, array: &PyReadonlyArray2<'_, f32>) -> PyResult<Self> {
+        let data = contiguous(what, array)?;
+        Ok(NumpyRows { _array: array.as_unbound().clone_ref(py), ptr: data.as_ptr(), len: data.len() })
+    }
+}
 
 impl F32Rows for NumpyRows {
     fn values(&self) -> &[f32] {
@@ -56,8 +64,7 @@ impl FlatIndex {
         let metric = Metric::from_name(metric).map_err(to_py)?;
         let storage = Storage::from_name(storage).map_err(to_py)?;
         let (rows, dim) = (corpus.shape()[0], corpus.shape()[1]);
-        let data = contiguous("corpus", &corpus)?;
-        let owner = NumpyRows { _array: corpus.as_unbound().clone_ref(py), ptr: data.as_ptr(), len: data.len() };
+        let owner = NumpyRows::new(py, "corpus", &corpus)?;
         let index = run_detached(py, |_| Ok(CoreFlatIndex::new(owner, rows, dim, metric, threads)?.with_storage(storage, threads)))?;
         Ok(FlatIndex { index })
     }
@@ -109,14 +116,7 @@ impl FlatIndex {
 
     /// Scores of given ids `[Q, m]` (-1 = none, scored NaN), exactly as `search` scores them.
     fn score<'py>(&self, py: Python<'py>, queries: PyReadonlyArray2<'py, f32>, ids: PyReadonlyArray2<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let q = matrix_ref("queries", &queries)?;
-        let (rows, width) = (ids.shape()[0], ids.shape()[1]);
-        if rows != q.rows() {
-            return Err(ShapeError::new_err(format!("ids has {rows} rows but there are {} queries; give one row per query", q.rows())));
-        }
-        let ids = contiguous("ids", &ids)?;
-        let scores = run_detached(py, |_| self.index.score(q, ids, width))?;
-        Ok(Array2::from_shape_vec((rows, width), scores).expect("shape").into_pyarray(py))
+        score_given_ids(py, &self.index, queries, ids)
     }
 
     fn __len__(&self) -> usize {
@@ -149,11 +149,7 @@ impl FlatIndex {
     ) -> PyResult<ScoresIds<'py>> {
         let kernel = KernelOptions { kernel: parse_kernel(kernel)?, chunk_rows, dim_slice, pad: false, overfetch, bound_factor, exact };
         let q = matrix_ref("queries", &queries)?;
-        let exclude_csr = match (&exclude_offsets, &exclude_ids) {
-            (Some(o), Some(i)) => Some((o.as_slice()?, i.as_slice()?)),
-            (None, None) => None,
-            _ => return Err(ParameterError::new_err("give both exclude_offsets and exclude_ids, or neither")),
-        };
+        let exclude_csr = optional_csr(&exclude_offsets, &exclude_ids)?;
         let top = run_detached(py, |cancel| {
             // Built without the GIL: sorting long exclusion lists takes time and can be interrupted.
             let exclude = exclude_csr.map(|(o, i)| Exclusions::from_csr("exclude", o, i, self.index.len())).transpose()?;
@@ -164,6 +160,18 @@ impl FlatIndex {
         let ids = Array2::from_shape_vec((top.rows, top.k), top.ids).expect("shape").into_pyarray(py);
         Ok((scores, ids))
     }
+}
+
+/// `Searcher::score` of any index for `[Q, m]` ids (-1 = none), without the GIL.
+pub(crate) fn score_given_ids<'py>(py: Python<'py>, index: &dyn Searcher, queries: PyReadonlyArray2<'py, f32>, ids: PyReadonlyArray2<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let q = matrix_ref("queries", &queries)?;
+    let (rows, width) = (ids.shape()[0], ids.shape()[1]);
+    if rows != q.rows() {
+        return Err(ShapeError::new_err(format!("ids has {rows} rows but there are {} queries; give one row per query", q.rows())));
+    }
+    let ids = contiguous("ids", &ids)?;
+    let scores = run_detached(py, |_| index.score(q, ids, width))?;
+    Ok(Array2::from_shape_vec((rows, width), scores).expect("shape").into_pyarray(py))
 }
 
 /// The instruction set the kernels use on this CPU.

@@ -8,6 +8,7 @@ mod arrays;
 mod cluster;
 mod detach;
 mod errors;
+mod hnsw;
 mod index;
 mod kg;
 mod mine;
@@ -24,6 +25,7 @@ fn _hardneg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("build_profile", if cfg!(debug_assertions) { "debug" } else { "release" })?;
     m.add("STAT_NAMES", hardneg_core::mine::SelectStats::NAMES.to_vec())?;
     m.add_class::<index::FlatIndex>()?;
+    m.add_class::<hnsw::HnswIndex>()?;
     m.add_function(wrap_pyfunction!(index::isa, m)?)?;
     m.add_function(wrap_pyfunction!(index::available_isas, m)?)?;
     m.add_function(wrap_pyfunction!(index::kernels, m)?)?;

@@ -9,7 +9,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2,
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::arrays::{contiguous, matrix_ref};
+use crate::arrays::{contiguous, matrix_ref, optional_csr};
 use crate::detach::run_detached;
 use crate::errors::{to_py, ParameterError, ShapeError};
 use crate::searcher::IndexRef;
@@ -259,12 +259,7 @@ type OptionalCsr<'a, 'py> = (&'a Option<PyReadonlyArray1<'py, i64>>, &'a Option<
 
 impl<'a> CsrLists<'a> {
     fn new<'py>(first: Csr<'a, 'py>, exclude: OptionalCsr<'a, 'py>) -> PyResult<Self> {
-        let exclude = match exclude {
-            (Some(o), Some(i)) => Some((o.as_slice()?, i.as_slice()?)),
-            (None, None) => None,
-            _ => return Err(ParameterError::new_err("give both exclude_offsets and exclude_ids, or neither")),
-        };
-        Ok(CsrLists { first: (first.0.as_slice()?, first.1.as_slice()?), exclude })
+        Ok(CsrLists { first: (first.0.as_slice()?, first.1.as_slice()?), exclude: optional_csr(exclude.0, exclude.1)? })
     }
 
     /// The positives as a core view (checks the layout).

@@ -1,12 +1,13 @@
 //! The index classes mining runs on, seen as core [`Searcher`]s.
 //!
 //! `hardneg._hardneg.Miner` accepts any extension index listed in [`IndexRef`]; the Python
-//! index classes hand over their extension object (their `_core` attribute).
+//! index classes hand over their extension object (their `_inner` attribute).
 
 use hardneg_core::{MatrixRef, Metric, SearchParams, Searcher, TopK};
 use pyo3::prelude::*;
 
 use crate::errors::ParameterError;
+use crate::hnsw::HnswIndex;
 use crate::index::FlatIndex;
 use crate::partial::ShardIndex;
 
@@ -14,6 +15,7 @@ use crate::partial::ShardIndex;
 pub(crate) enum IndexRef {
     Flat(Py<FlatIndex>),
     Shard(Py<ShardIndex>),
+    Hnsw(Py<HnswIndex>),
 }
 
 impl IndexRef {
@@ -24,9 +26,11 @@ impl IndexRef {
         }
         if let Ok(shard) = obj.cast::<ShardIndex>() {
             return Ok(IndexRef::Shard(shard.clone().unbind()));
+        if let Ok(hnsw) = obj.cast::<HnswIndex>() {
+            return Ok(IndexRef::Hnsw(hnsw.clone().unbind()));
         }
         let kind = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".into());
-        Err(ParameterError::new_err(format!("expected a hardneg index (hardneg._hardneg.FlatIndex), got {kind}")))
+        Err(ParameterError::new_err(format!("expected a hardneg index (hardneg._hardneg.FlatIndex or HnswIndex), got {kind}")))
     }
 
     /// The core searcher (frozen classes: no GIL needed to read it).
@@ -34,6 +38,7 @@ impl IndexRef {
         match self {
             IndexRef::Flat(f) => &f.get().index,
             IndexRef::Shard(s) => &s.get().shard,
+            IndexRef::Hnsw(h) => &h.get().index,
         }
     }
 }
