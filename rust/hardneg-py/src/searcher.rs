@@ -26,11 +26,12 @@ impl IndexRef {
         }
         if let Ok(shard) = obj.cast::<ShardIndex>() {
             return Ok(IndexRef::Shard(shard.clone().unbind()));
+        }
         if let Ok(hnsw) = obj.cast::<HnswIndex>() {
             return Ok(IndexRef::Hnsw(hnsw.clone().unbind()));
         }
         let kind = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".into());
-        Err(ParameterError::new_err(format!("expected a hardneg index (hardneg._hardneg.FlatIndex or HnswIndex), got {kind}")))
+        Err(ParameterError::new_err(format!("expected a hardneg index (hardneg._hardneg.FlatIndex, HnswIndex or ShardIndex), got {kind}")))
     }
 
     /// The core searcher (frozen classes: no GIL needed to read it).
