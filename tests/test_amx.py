@@ -240,7 +240,7 @@ def test_every_damaged_file_raises_input_file_error(tmp_path, rng):
         hardneg.FlatIndex.load(tmp_path / "missing.hnidx")
     with pytest.raises(hardneg.InputFileError):
         hardneg.FlatIndex.load(tmp_path)
-    with pytest.raises(hardneg.ParameterError, match="cannot write"):
+    with pytest.raises(hardneg.OutputDirError, match="cannot write"):
         hardneg.FlatIndex(c).save(tmp_path / "no" / "dir" / "x.hnidx")
     with pytest.raises(hardneg.ParameterError, match="mmap"):
         hardneg.FlatIndex.load(path, mmap="yes")

@@ -59,7 +59,7 @@ class InputFileError(HardnegError, ValueError):
 
 
 class OutputDirError(HardnegError, ValueError):
-    """An output directory holds something else: another job's results or unrelated files."""
+    """An output path cannot be written, or an output directory holds something else (another job's results, unrelated files)."""
 
 
 class DeviceError(HardnegError, ValueError):
