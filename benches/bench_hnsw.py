@@ -122,6 +122,20 @@ def exact_scores_of(flat, queries, ids):
     return flat.score(queries, np.where(ids >= 0, ids, -1))
 
 
+def qps_at_recall(curve: list[tuple[float, float]], recall: float) -> float | None:
+    """Throughput at ``recall`` on a (recall, q/s) curve sorted by recall: log-linear between the
+    two points around it, the fastest point when every point passes, None when none reaches it."""
+    if not curve or curve[-1][0] < recall:
+        return None
+    if curve[0][0] >= recall:
+        return max(q for _, q in curve)
+    for (r1, q1), (r2, q2) in zip(curve, curve[1:]):
+        if r1 <= recall <= r2:
+            w = 0.0 if r2 == r1 else (recall - r1) / (r2 - r1)
+            return float(np.exp(np.log(q1) + w * (np.log(q2) - np.log(q1))))
+    return None
+
+
 def print_summary(out: dict) -> None:
     """The run as two markdown tables, every time as a ratio to hardneg's in the same run."""
     rows = out["rows"]
@@ -141,6 +155,16 @@ def print_summary(out: dict) -> None:
         cells = " | ".join(f"{r['search'][i]['qps']:,.0f} ({r['search'][i]['recall']:.3f})" for r in rows)
         rel = " | ".join(f"{s['qps'] / r['search'][i]['qps']:.2f}x" for r in others)
         print(f"| {s['ef']} | {s['k']} | {cells} | {rel} | {s['qps'] / flat_qps:.1f}x |")
+    # Equal recall: hardneg's throughput at each anchor point's recall, interpolated log-linearly
+    # between hardneg's two settings around it (its fastest setting if it already passes there).
+    print("\n| anchor | k | anchor ef | anchor recall | anchor q/s | hardneg q/s at that recall | hardneg / anchor at equal recall |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in others:
+        for s in r["search"]:
+            curve = sorted((h["recall"], h["qps"]) for h in ours["search"] if h["k"] == s["k"])
+            qps = qps_at_recall(curve, s["recall"])
+            cell = f"{qps:,.0f} | {qps / s['qps']:.2f}x" if qps else "not reached | -"
+            print(f"| {r['name']} | {s['k']} | {s['ef']} | {s['recall']:.3f} | {s['qps']:,.0f} | {cell} |")
     if "mine" in out:
         m = out["mine"]
         print(f"\nmining {m['queries']:,} queries: HnswIndex {m['hnsw_s']:.1f} s, FlatIndex {m['flat_s']:.1f} s "
@@ -155,7 +179,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--connectivity", type=int, default=16)
     ap.add_argument("--expansion-add", type=int, default=128)
-    ap.add_argument("--ef", type=int, nargs="+", default=[128, 256])
+    ap.add_argument("--ef", type=int, nargs="+", default=[32, 64, 128, 256])
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--mine-queries", type=int, default=100_000)
     ap.add_argument("--skip", nargs="*", default=[], choices=["faiss", "usearch", "mine"])

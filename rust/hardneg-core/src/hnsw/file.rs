@@ -211,7 +211,7 @@ impl<'a> HnswIndex<'a> {
             Some(c) => check_corpus(MatrixRef::new("corpus", c.values(), header.rows, header.dim)?, header.rows, header.dim, &header.params, threads)?,
             None => None,
         };
-        let index = Index::new(&header.params.options(header.dim)).map_err(hnsw_err)?;
+        let mut index = Index::new(&header.params.options(header.dim)).map_err(hnsw_err)?;
         let map = if mmap {
             // SAFETY: the map is stored in the index and outlives the usearch view (field order).
             unsafe { index.view_from_buffer(blob) }.map_err(|e| input_err(path, format!("cannot be viewed ({})", e)))?;
@@ -220,9 +220,11 @@ impl<'a> HnswIndex<'a> {
             index.load_from_buffer(blob).map_err(|e| input_err(path, format!("cannot be loaded ({})", e)))?;
             None
         };
+        // usearch restores its built-in metric from the file
+        super::metric::install(&mut index, header.dim);
         let slots = default_search_slots();
         index.reserve_capacity_and_threads(header.rows, slots).map_err(hnsw_err)?;
-        Ok(HnswIndex {
+        let loaded = HnswIndex {
             index,
             map,
             corpus,
@@ -237,7 +239,10 @@ impl<'a> HnswIndex<'a> {
             build_slots: slots,
             search_slots: slots,
             orphans: Mutex::new(header.orphans),
-        })
+            graph: std::sync::OnceLock::new(),
+        };
+        loaded.export_graph(threads);
+        Ok(loaded)
     }
 }
 

@@ -8,13 +8,19 @@
 //!   call here first takes a permit of [`Slots`], sized like the slots reserved in usearch.
 //!   Parallel adds can leave nodes that no edge points to (usearch issue #735), and pruning can
 //!   too; [`HnswIndex::finish_build`] finds level-0 nodes of in-degree 0 and re-inserts them.
-//! * Search: `filtered_search` with the query's exclusions as predicate (excluded nodes are
-//!   walked through but never fill a slot). With `rescore`, the candidates are scored again
+//! * Graph distances: usearch's portable kernels are replaced by hardneg's SIMD inner products
+//!   ([`metric`], float32 and bfloat16 storage), summed in one order on every CPU.
+//! * Search: a float32 index with its corpus searches with hardneg's own walk over the graph
+//!   usearch built ([`walk`]: batched, prefetched row loads); others call usearch's
+//!   `filtered_search` with the query's exclusions as predicate. Either way excluded nodes are
+//!   walked through but never fill a slot. With `rescore`, the candidates are scored again
 //!   exactly with [`crate::topk::pair_scores`] against the float32 rows, so the scores are
 //!   bit-identical to [`crate::search`]'s for the same pairs.
 //! * Files: [`file`] wraps usearch's format in a header of ours (kind, versions, checksum).
 
 mod file;
+mod metric;
+mod walk;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -229,6 +235,8 @@ pub struct HnswIndex<'a> {
     /// Slots reserved in usearch once built (searches).
     search_slots: usize,
     orphans: Mutex<OrphanReport>,
+    /// The graph copied out for [`walk`] (float32 storage with the corpus attached), set once built.
+    graph: std::sync::OnceLock<walk::Graph>,
 }
 
 impl std::fmt::Debug for HnswIndex<'_> {
@@ -299,7 +307,8 @@ impl<'a> HnswIndex<'a> {
         }
         let inv_norms = check_corpus(m, rows, dim, &params, threads)?;
         let build_slots = if deterministic { 1 } else { resolve_threads(threads) };
-        let index = Index::new(&params.options(dim)).map_err(hnsw_err)?;
+        let mut index = Index::new(&params.options(dim)).map_err(hnsw_err)?;
+        metric::install(&mut index, dim);
         index.reserve_capacity_and_threads(rows, build_slots).map_err(hnsw_err)?;
         let mut order: Vec<u32> = (0..rows as u32).collect();
         crate::cluster::rng::Rng::new(params.seed).shuffle(&mut order);
@@ -318,6 +327,7 @@ impl<'a> HnswIndex<'a> {
             build_slots,
             search_slots: default_search_slots().max(build_slots),
             orphans: Mutex::new(OrphanReport::default()),
+            graph: std::sync::OnceLock::new(),
         })
     }
 
@@ -412,8 +422,22 @@ impl<'a> HnswIndex<'a> {
         self.index.reserve_capacity_and_threads(self.rows, self.search_slots).map_err(hnsw_err)?;
         self.slots.grow(self.search_slots.saturating_sub(self.build_slots));
         *self.orphans.lock().unwrap_or_else(|e| e.into_inner()) = report;
+        self.export_graph(threads);
         self.state.store(READY, Ordering::Release);
         Ok(report)
+    }
+
+    /// Copies the graph out for hardneg's own walk when it can serve the searches: float32
+    /// storage with the float32 corpus attached (the walk scores against the corpus).
+    fn export_graph(&self, threads: usize) {
+        if self.params.storage == Storage::F32 && self.corpus.is_some() && self.graph.get().is_none() {
+            let _ = self.graph.set(walk::Graph::export(&self.index, self.rows, threads));
+        }
+    }
+
+    /// Bytes of the graph copy hardneg's walk reads (0 when searches go through usearch).
+    pub fn walk_memory(&self) -> usize {
+        self.graph.get().map_or(0, |g| g.bytes())
     }
 
     /// Keys of level-0 nodes that no level-0 edge points to (a graph of one node has none).
@@ -610,27 +634,61 @@ impl<'a> HnswIndex<'a> {
         let Want { k, ef, fetch } = want;
         let available = self.rows - excluded.len();
         let mut wanted = ef;
-        let matches = loop {
-            let m = {
-                let _permit = self.slots.acquire();
-                self.index.filtered_search(q, wanted, |key| excluded.is_empty() || excluded.binary_search(&key).is_err()).map_err(hnsw_err)?
+        // hardneg's walk when it has the graph and the corpus, else usearch's search
+        let walk = match (self.graph.get(), vectors) {
+            (Some(g), Some(&Vectors::Corpus { rows, inv_norms })) => Some((g, walk::Rows { rows, inv_norms })),
+            _ => None,
+        };
+        let usearch_matches;
+        let mut keys_buf = std::mem::take(&mut scratch.keys);
+        let (keys, dists): (&[u64], Option<&[f32]>) = loop {
+            let found = match &walk {
+                Some((g, rows)) => {
+                    g.search(rows, q, wanted, excluded, &mut scratch.walk);
+                    scratch.walk.out.len()
+                }
+                None => {
+                    let _permit = self.slots.acquire();
+                    // the predicate costs a call per visited node: plain search when nothing is excluded
+                    let m = if excluded.is_empty() {
+                        self.index.search(q, wanted)
+                    } else {
+                        self.index.filtered_search(q, wanted, |key| excluded.binary_search(&key).is_err())
+                    }
+                    .map_err(hnsw_err)?;
+                    scratch.matches = Some(m);
+                    scratch.matches.as_ref().map_or(0, |m| m.keys.len())
+                }
             };
             // Short of k although the corpus has enough rows left: the walk ran out of candidates
             // (many exclusions near the query). Widen it; at `wanted >= rows` it sees all it can reach.
-            if m.keys.len() >= k.min(available) || wanted >= self.rows {
-                break m;
+            if found >= k.min(available) || wanted >= self.rows {
+                break match &walk {
+                    Some(_) => {
+                        keys_buf.clear();
+                        keys_buf.extend(scratch.walk.out.iter().map(|&(_, id)| id));
+                        (&keys_buf[..], None)
+                    }
+                    None => {
+                        usearch_matches = scratch.matches.take().expect("a usearch search ran");
+                        (&usearch_matches.keys[..], Some(&usearch_matches.distances[..]))
+                    }
+                };
             }
             wanted = (wanted * 2).min(self.rows);
         };
-        let got = matches.keys.len().min(fetch);
-        scratch.cands.clear();
+        let got = keys.len().min(fetch);
+        let mut cands = std::mem::take(&mut scratch.cands);
+        cands.clear();
         match vectors {
             Some(v) => {
-                self.exact_scores(q, &matches.keys[..got], v, scratch)?;
-                scratch.cands.extend(scratch.scores.iter().zip(&matches.keys[..got]).map(|(&s, &id)| (s, id)));
+                self.exact_scores(q, &keys[..got], v, scratch)?;
+                cands.extend(scratch.scores.iter().zip(&keys[..got]).map(|(&s, &id)| (s, id)));
             }
-            None => scratch.cands.extend(matches.distances[..got].iter().zip(&matches.keys[..got]).map(|(&d, &id)| (1.0 - d, id))),
+            None => cands.extend(dists.expect("usearch distances")[..got].iter().zip(&keys[..got]).map(|(&d, &id)| (1.0 - d, id))),
         }
+        scratch.cands = cands;
+        scratch.keys = keys_buf;
         scratch.cands.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         for (j, &(s, id)) in scratch.cands.iter().take(k).enumerate() {
             out_scores[j] = s;
@@ -752,6 +810,9 @@ struct Want {
 #[derive(Default)]
 struct Scratch {
     cands: Vec<(f32, u64)>,
+    keys: Vec<u64>,
+    matches: Option<usearch::ffi::Matches>,
+    walk: walk::WalkScratch,
     scores: Vec<f32>,
     scales: Vec<f32>,
     rows: Vec<f32>,
@@ -804,6 +865,56 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hardneg-hnsw-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn the_walk_copies_usearchs_graph() {
+        let (n, d) = (2500, 16);
+        let c = clustered(n, d, 4);
+        let index = HnswIndex::build(c.as_slice(), n, d, HnswParams { connectivity: 8, ..HnswParams::default() }, 2, false).unwrap();
+        let g = index.graph.get().expect("float32 with its corpus walks");
+        let mut nb = vec![0u64; 64];
+        for key in 0..n as u64 {
+            let got = index.index.neighbors(key, 0).drain_into(&mut nb);
+            let want: Vec<u32> = nb[..got].iter().map(|&x| x as u32).collect();
+            assert_eq!(g.level0_of(key as u32), &want[..], "node {key}");
+        }
+        let (top, entry) = g.top();
+        assert!(top >= 1, "2,500 nodes reach level 1");
+        assert_eq!(index.index.level_of_key(entry as u64), top);
+        assert!((0..n as u64).all(|k| index.index.level_of_key(k) <= top));
+        assert!(index.walk_memory() >= n * 17 * 4);
+    }
+
+    #[test]
+    fn the_walk_finds_at_least_what_usearchs_search_finds() {
+        let (n, d, nq, k) = (4000, 32, 200, 10);
+        let c = clustered(n, d, 5);
+        let q = clustered(nq, d, 6);
+        let cm = MatrixRef::new("corpus", &c, n, d).unwrap();
+        let qm = MatrixRef::new("queries", &q, nq, d).unwrap();
+        // every 13th row, shifted per query: many exclusions near every query
+        let ids: Vec<Vec<i64>> = (0..nq).map(|i| (0..n as i64).filter(|&j| (i as i64 * 7 + j) % 13 == 0).collect()).collect();
+        let ex = Exclusions::from_rows("exclude", &ids, n).unwrap();
+        for exclude in [None, Some(&ex)] {
+            let mut index = HnswIndex::build(c.as_slice(), n, d, HnswParams { connectivity: 8, ..HnswParams::default() }, 2, false).unwrap();
+            let want = exact(qm, cm, k, exclude, None);
+            for ef in [16, 64] {
+                let opts = HnswOptions { expansion_search: Some(ef), rescore: true };
+                let p = SearchParams { exclude, ..SearchParams::new(k) };
+                let walked = index.search_with(qm, &p, &opts).unwrap();
+                let graph = index.graph.take().expect("walk");
+                let usearched = index.search_with(qm, &p, &opts).unwrap();
+                index.graph.set(graph).ok().expect("empty again");
+                let (rw, ru) = (tie_recall(&walked, &want), tie_recall(&usearched, &want));
+                assert!(rw >= ru - 0.01, "ef {ef} exclude {}: walk {rw} usearch {ru}", exclude.is_some());
+                if let Some(e) = exclude {
+                    for i in 0..nq {
+                        assert!(walked.ids[i * k..(i + 1) * k].iter().all(|&id| id >= 0 && e.row(i).binary_search(&(id as u64)).is_err()));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

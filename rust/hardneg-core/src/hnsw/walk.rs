@@ -1,0 +1,296 @@
+//! hardneg's own search over the graph usearch built, for float32 indexes with their corpus.
+//!
+//! usearch's search computes one distance at a time and waits for each vector to arrive from
+//! memory, and keeps the visited nodes in a hash set; profiles put 70 % of a search in the loads
+//! of the distance kernel. This walk reads the same graph (copied out once: level 0 as a fixed
+//! stride array, the sparse upper levels in maps), marks visited nodes in a per-thread epoch
+//! array, collects a node's unvisited neighbours first and prefetches their rows before scoring
+//! them, so the loads of several rows overlap. The algorithm is HNSW's: greedy descent through
+//! the upper levels from the top node, then a best-first beam of width `ef` on level 0, walking
+//! through excluded nodes without letting them take a result slot.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+
+use usearch::Index;
+
+use super::metric;
+use crate::matrix::MatrixRef;
+use crate::topk::resolve_threads;
+
+/// The graph of an index: keys are row ids.
+pub(super) struct Graph {
+    /// Level-0 neighbours: row `i` at `[i * stride]` holds the count, then the ids.
+    level0: Vec<u32>,
+    stride: usize,
+    /// Levels 1.. : node → neighbours.
+    upper: Vec<HashMap<u32, Box<[u32]>>>,
+    /// The top node (lowest id among the nodes of the highest level).
+    entry: u32,
+}
+
+impl Graph {
+    /// Copies the graph out of `index` (rows `0..rows` are its keys) with `threads` threads.
+    pub(super) fn export(index: &Index, rows: usize, threads: usize) -> Graph {
+        let cap0 = 2 * index.connectivity().max(1);
+        let stride = cap0 + 1;
+        let mut level0 = vec![0u32; rows * stride];
+        let threads = resolve_threads(threads).min(rows).max(1);
+        let per = rows.div_ceil(threads).max(1);
+        // Nodes above level 0, found while copying level 0: (id, level).
+        let tall: Vec<Vec<(u32, usize)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = level0
+                .chunks_mut(per * stride)
+                .enumerate()
+                .map(|(t, part)| {
+                    s.spawn(move || {
+                        let mut nb = vec![0u64; cap0 + 1];
+                        let mut tall = Vec::new();
+                        for (j, slot) in part.chunks_mut(stride).enumerate() {
+                            let key = (t * per + j) as u64;
+                            let mut it = index.neighbors(key, 0);
+                            if it.total() > nb.len() {
+                                nb.resize(it.total(), 0);
+                            }
+                            let got = it.drain_into(&mut nb).min(cap0);
+                            slot[0] = got as u32;
+                            for (o, &n) in slot[1..=got].iter_mut().zip(&nb[..got]) {
+                                *o = n as u32;
+                            }
+                            let level = index.level_of_key(key);
+                            if level > 0 {
+                                tall.push((key as u32, level));
+                            }
+                        }
+                        tall
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        });
+        let top = tall.iter().flatten().map(|&(_, l)| l).max().unwrap_or(0);
+        let mut upper: Vec<HashMap<u32, Box<[u32]>>> = (0..top).map(|_| HashMap::new()).collect();
+        let mut nb = vec![0u64; index.connectivity().max(1) + 1];
+        let mut entry = if rows > 0 { 0 } else { u32::MAX };
+        let mut entry_level = 0;
+        for &(id, level) in tall.iter().flatten() {
+            for (l, map) in upper.iter_mut().enumerate().take(level) {
+                let mut it = index.neighbors(id as u64, l + 1);
+                if it.total() > nb.len() {
+                    nb.resize(it.total(), 0);
+                }
+                let got = it.drain_into(&mut nb);
+                map.insert(id, nb[..got].iter().map(|&n| n as u32).collect());
+            }
+            if level > entry_level || (level == entry_level && id < entry) {
+                (entry, entry_level) = (id, level);
+            }
+        }
+        Graph { level0, stride, upper, entry }
+    }
+
+    /// Bytes held by the copy.
+    pub(super) fn bytes(&self) -> usize {
+        self.level0.len() * 4 + self.upper.iter().map(|m| m.values().map(|v| v.len() * 4 + 48).sum::<usize>()).sum::<usize>()
+    }
+
+    /// The top level and its entry node.
+    #[cfg(test)]
+    pub(super) fn top(&self) -> (usize, u32) {
+        (self.upper.len(), self.entry)
+    }
+
+    #[cfg(test)]
+    pub(super) fn level0_of(&self, node: u32) -> &[u32] {
+        self.level0(node)
+    }
+
+    fn level0(&self, node: u32) -> &[u32] {
+        let s = &self.level0[node as usize * self.stride..(node as usize + 1) * self.stride];
+        &s[1..=s[0] as usize]
+    }
+}
+
+/// Per-thread search state, reused across queries.
+#[derive(Default)]
+pub(super) struct WalkScratch {
+    /// `visited[i] == epoch` marks row `i` seen by the current query.
+    visited: Vec<u32>,
+    epoch: u32,
+    batch: Vec<u32>,
+    cands: BinaryHeap<Best>,
+    results: BinaryHeap<Worst>,
+    /// The results, best first.
+    pub(super) out: Vec<(f32, u64)>,
+}
+
+/// Higher score first, then lower id.
+#[derive(Clone, Copy, PartialEq)]
+struct Best(f32, u32);
+impl Eq for Best {}
+impl Ord for Best {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.total_cmp(&o.0).then(o.1.cmp(&self.1))
+    }
+}
+impl PartialOrd for Best {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// The reverse: the worst result on top.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Worst(Best);
+impl Ord for Worst {
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.0.cmp(&self.0)
+    }
+}
+impl PartialOrd for Worst {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// What a walk scores against.
+pub(super) struct Rows<'r> {
+    pub(super) rows: MatrixRef<'r>,
+    /// Inverse row norms (cosine).
+    pub(super) inv_norms: Option<&'r [f32]>,
+}
+
+impl Rows<'_> {
+    #[inline]
+    fn score(&self, dot: metric::F32Dot, q: &[f32], id: u32) -> f32 {
+        let r = self.rows.row(id as usize);
+        // SAFETY: both rows hold dim values; the kernel was chosen for this CPU.
+        let s = unsafe { dot(q.as_ptr(), r.as_ptr(), q.len()) };
+        match self.inv_norms {
+            Some(inv) => s * inv[id as usize],
+            None => s,
+        }
+    }
+
+    #[inline]
+    fn score4(&self, dot4: metric::F32Dot4, q: &[f32], ids: [u32; 4]) -> [f32; 4] {
+        let ptrs = ids.map(|id| self.rows.row(id as usize).as_ptr());
+        // SAFETY: every row holds dim values; the kernel was chosen for this CPU.
+        let mut s = unsafe { dot4(q.as_ptr(), ptrs, q.len()) };
+        if let Some(inv) = self.inv_norms {
+            for (s, &id) in s.iter_mut().zip(&ids) {
+                *s *= inv[id as usize];
+            }
+        }
+        s
+    }
+
+    #[inline]
+    fn prefetch(&self, id: u32, lines: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let r = self.rows.row(id as usize);
+            let n = (r.len() * 4).div_ceil(64).min(lines);
+            for l in 0..n {
+                // SAFETY: prefetching reads nothing; the address lies inside the row.
+                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(r.as_ptr().add(l * 16) as *const i8) };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (id, lines);
+    }
+}
+
+impl Graph {
+    /// The `ef` best non-excluded rows the walk finds for the prepared query `q` into
+    /// `scratch.out` (best first, fewer when the walk runs out). `excluded` is sorted.
+    pub(super) fn search(&self, rows: &Rows<'_>, q: &[f32], ef: usize, excluded: &[u64], scratch: &mut WalkScratch) {
+        scratch.out.clear();
+        let n = rows.rows.rows();
+        if n == 0 || ef == 0 {
+            return;
+        }
+        let dot = metric::f32_kernel(crate::topk::Isa::detect());
+        let dot4 = metric::f32_kernel4(crate::topk::Isa::detect());
+        if scratch.visited.len() != n {
+            scratch.visited = vec![0; n];
+            scratch.epoch = 0;
+        }
+        scratch.epoch = scratch.epoch.wrapping_add(1);
+        if scratch.epoch == 0 {
+            scratch.visited.iter_mut().for_each(|v| *v = 0);
+            scratch.epoch = 1;
+        }
+        let epoch = scratch.epoch;
+        let is_excluded = |id: u32| !excluded.is_empty() && excluded.binary_search(&(id as u64)).is_ok();
+
+        // Greedy descent through the upper levels.
+        let mut cur = self.entry;
+        let mut cur_s = rows.score(dot, q, cur);
+        for map in self.upper.iter().rev() {
+            loop {
+                let mut moved = false;
+                if let Some(nbrs) = map.get(&cur) {
+                    for &nb in nbrs.iter() {
+                        let s = rows.score(dot, q, nb);
+                        if Best(s, nb) > Best(cur_s, cur) {
+                            (cur, cur_s, moved) = (nb, s, true);
+                        }
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        // Beam search on level 0.
+        let WalkScratch { visited, batch, cands, results, out, .. } = scratch;
+        cands.clear();
+        results.clear();
+        visited[cur as usize] = epoch;
+        cands.push(Best(cur_s, cur));
+        if !is_excluded(cur) {
+            results.push(Worst(Best(cur_s, cur)));
+        }
+        while let Some(c) = cands.pop() {
+            if results.len() >= ef && c < results.peek().expect("ef results").0 {
+                break;
+            }
+            batch.clear();
+            for &nb in self.level0(c.1) {
+                if visited[nb as usize] != epoch {
+                    visited[nb as usize] = epoch;
+                    batch.push(nb);
+                    rows.prefetch(nb, 2);
+                }
+            }
+            // Score four rows at a time: their loads overlap (the rest one by one).
+            let mut j = 0;
+            while j < batch.len() {
+                let take = (batch.len() - j).min(4);
+                let mut ids = [batch[j]; 4];
+                ids[..take].copy_from_slice(&batch[j..j + take]);
+                for &next in batch.get(j + 4..(j + 8).min(batch.len())).unwrap_or(&[]) {
+                    rows.prefetch(next, usize::MAX);
+                }
+                let scores = rows.score4(dot4, q, ids);
+                for (&nb, &s) in ids[..take].iter().zip(&scores) {
+                    let b = Best(s, nb);
+                    if results.len() < ef || b > results.peek().expect("ef results").0 {
+                        cands.push(b);
+                        if !is_excluded(nb) {
+                            results.push(Worst(b));
+                            if results.len() > ef {
+                                results.pop();
+                            }
+                        }
+                    }
+                }
+                j += take;
+            }
+        }
+        out.extend(results.drain().map(|w| (w.0 .0, w.0 .1 as u64)));
+        out.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    }
+}
