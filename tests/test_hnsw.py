@@ -33,21 +33,9 @@ def clustered(rng, n, d, centres=50, spread=0.35):
     return unit_rows(x)
 
 
-@pytest.fixture(scope="module")
-def minilm_texts():
-    """Real sentence embeddings: all-MiniLM-L6-v2 on standard-library docstrings (offline)."""
-    from _loss_refs import load_minilm
-
-    from hardneg.textpairs import stdlib_docstring_pairs, stdlib_docstring_paragraphs
-
-    # ~2,000 passages: enough for a graph walk to miss neighbours, cheap enough to embed on CPU
-    pairs = stdlib_docstring_pairs(limit=1200, max_chars=200)
-    passages = [p for _, p in pairs] + [p for _, ps in stdlib_docstring_paragraphs(limit=300, max_chars=200) for p in ps]
-    queries = [q for q, _ in pairs[:400]]
-    model = load_minilm()
-    corpus = model.encode(passages, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-    q = model.encode(queries, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-    return np.ascontiguousarray(corpus, np.float32), np.ascontiguousarray(q, np.float32)
+@pytest.fixture
+def minilm_texts(minilm_stdlib):
+    return minilm_stdlib  # tests/conftest.py: embedded once per run, shared with test_amx.py
 
 
 def test_recall_on_real_minilm_embeddings_at_default_settings(minilm_texts):
