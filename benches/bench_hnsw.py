@@ -113,6 +113,19 @@ def debian_data(nq: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(z["corpus"]), np.ascontiguousarray(z["queries"][pick]), pick
 
 
+def npy_data(corpus_files: list[Path], query_files: list[Path], nq: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stacked .npy embeddings as unit rows (e.g. the training example's cached MiniLM embeddings);
+    every query file row when there are at most ``nq``, else a seeded sample of ``nq``."""
+    def unit(files):
+        x = np.concatenate([np.load(f) for f in files]).astype(np.float32)
+        return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True))
+
+    corpus, queries = unit(corpus_files), unit(query_files)
+    if len(queries) > nq:
+        queries = queries[np.sort(np.random.default_rng(0).choice(len(queries), nq, replace=False))]
+    return corpus, np.ascontiguousarray(queries)
+
+
 def tie_recall(got_ids, got_scores_exact, want_scores, k):
     kth = want_scores[:, k - 1 : k]
     return float(((got_ids[:, :k] >= 0) & (got_scores_exact[:, :k] >= kth)).sum() / (want_scores.shape[0] * k))
@@ -184,9 +197,15 @@ def main() -> None:
     ap.add_argument("--mine-queries", type=int, default=100_000)
     ap.add_argument("--skip", nargs="*", default=[], choices=["faiss", "usearch", "mine"])
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--corpus-file", type=Path, nargs="+", help="embeddings (.npy, rows stacked in order) instead of --data")
+    ap.add_argument("--queries-file", type=Path, nargs="+", help="with --corpus-file: query embeddings (default: corpus rows)")
     args = ap.parse_args()
     t = args.threads
-    if args.data == "clustered":
+    if args.corpus_file:
+        corpus, queries = npy_data(args.corpus_file, args.queries_file or args.corpus_file, args.queries)
+        positives = None
+        args.data = "files"
+    elif args.data == "clustered":
         corpus, queries = clustered_data(args.n, args.queries, args.d)
         positives = None
     else:
@@ -233,7 +252,7 @@ def main() -> None:
     report("hardneg HnswIndex f32 (rescored)", build_s, rss_gib() - r0, hn_search)
     out["hardneg_memory_usage_gib"] = hn.memory_usage / 2**30
 
-    if args.data == "debian":
+    if args.data in ("debian", "files"):
         out["recall_default"] = {k: hn.recall(k=k, queries=queries, threads=t) for k in (10, 100)}
         print(f"  recall probe at default settings: {out['recall_default']}", flush=True)
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench_hnsw import qps_at_recall
@@ -38,3 +39,18 @@ def test_the_script_runs_every_index_and_reports_recall(tmp_path: Path):
     assert next(s for s in res["rows"][0]["search"] if s["ef"] == 64)["recall"] >= 0.8
     assert 0.5 <= res["mine"]["overlap"] <= 1.0
     assert "at equal recall" in run.stdout
+
+
+def test_the_script_reads_embeddings_from_npy_files(tmp_path: Path):
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((1500, 24)).astype("float32")
+    np.save(tmp_path / "a.npy", rows[:1000])
+    np.save(tmp_path / "b.npy", rows[1000:])
+    out = tmp_path / "run.json"
+    args = ["--corpus-file", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--queries", "40", "--threads", "1",
+            "--ef", "32", "--skip", "faiss", "usearch", "--json", str(out)]
+    run = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_hnsw.py")), *args], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert (res["data"], res["n"], res["d"], res["queries"]) == ("files", 1500, 24, 40)
+    assert set(res["recall_default"]) == {"10", "100"}
