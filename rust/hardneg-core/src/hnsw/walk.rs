@@ -25,8 +25,8 @@ pub(super) struct Graph {
     stride: usize,
     /// Levels 1.. : node → neighbours.
     upper: Vec<HashMap<u32, Box<[u32]>>>,
-    /// The top node (lowest id among the nodes of the highest level).
-    entry: u32,
+    /// The nodes of the highest level, ascending: a walk starts from the best of them.
+    entries: Vec<u32>,
 }
 
 impl Graph {
@@ -71,8 +71,7 @@ impl Graph {
         let top = tall.iter().flatten().map(|&(_, l)| l).max().unwrap_or(0);
         let mut upper: Vec<HashMap<u32, Box<[u32]>>> = (0..top).map(|_| HashMap::new()).collect();
         let mut nb = vec![0u64; index.connectivity().max(1) + 1];
-        let mut entry = if rows > 0 { 0 } else { u32::MAX };
-        let mut entry_level = 0;
+        let mut entries: Vec<u32> = if top == 0 { (0..rows.min(1) as u32).collect() } else { Vec::new() };
         for &(id, level) in tall.iter().flatten() {
             for (l, map) in upper.iter_mut().enumerate().take(level) {
                 let mut it = index.neighbors(id as u64, l + 1);
@@ -82,11 +81,12 @@ impl Graph {
                 let got = it.drain_into(&mut nb);
                 map.insert(id, nb[..got].iter().map(|&n| n as u32).collect());
             }
-            if level > entry_level || (level == entry_level && id < entry) {
-                (entry, entry_level) = (id, level);
+            if level == top && top > 0 {
+                entries.push(id);
             }
         }
-        Graph { level0, stride, upper, entry }
+        entries.sort_unstable();
+        Graph { level0, stride, upper, entries }
     }
 
     /// Bytes held by the copy.
@@ -94,10 +94,10 @@ impl Graph {
         self.level0.len() * 4 + self.upper.iter().map(|m| m.values().map(|v| v.len() * 4 + 48).sum::<usize>()).sum::<usize>()
     }
 
-    /// The top level and its entry node.
+    /// The top level and its nodes.
     #[cfg(test)]
-    pub(super) fn top(&self) -> (usize, u32) {
-        (self.upper.len(), self.entry)
+    pub(super) fn top(&self) -> (usize, &[u32]) {
+        (self.upper.len(), &self.entries)
     }
 
     #[cfg(test)]
@@ -224,9 +224,15 @@ impl Graph {
         let epoch = scratch.epoch;
         let is_excluded = |id: u32| !excluded.is_empty() && excluded.binary_search(&(id as u64)).is_ok();
 
-        // Greedy descent through the upper levels.
-        let mut cur = self.entry;
-        let mut cur_s = rows.score(dot, q, cur);
+        // Greedy descent through the upper levels, from the best node of the top one (usearch
+        // starts from the first node that reached it; the best of them is no worse a start).
+        let (mut cur, mut cur_s) = (self.entries[0], f32::NEG_INFINITY);
+        for &e in &self.entries {
+            let s = rows.score(dot, q, e);
+            if Best(s, e) > Best(cur_s, cur) {
+                (cur, cur_s) = (e, s);
+            }
+        }
         for map in self.upper.iter().rev() {
             loop {
                 let mut moved = false;
