@@ -431,7 +431,15 @@ impl<'a> HnswIndex<'a> {
     /// storage with the float32 corpus attached (the walk scores against the corpus).
     fn export_graph(&self, threads: usize) {
         if self.params.storage == Storage::F32 && self.corpus.is_some() && self.graph.get().is_none() {
-            let _ = self.graph.set(walk::Graph::export(&self.index, self.rows, threads));
+            let stride = 2 * self.index.connectivity().max(1) + 1;
+            let parts = self.scan_level0(threads, || (Vec::new(), Vec::new()), |(adj, tall): &mut walk::Level0Part, key, edges| {
+                walk::Graph::push_level0(adj, stride, edges);
+                let level = self.index.level_of_key(key as u64);
+                if level > 0 {
+                    tall.push((key as u32, level));
+                }
+            });
+            let _ = self.graph.set(walk::Graph::new(&self.index, self.rows, stride, parts));
         }
     }
 

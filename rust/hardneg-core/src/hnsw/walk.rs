@@ -16,7 +16,10 @@ use usearch::Index;
 
 use super::metric;
 use crate::matrix::MatrixRef;
-use crate::topk::resolve_threads;
+
+/// One thread's share of level 0, in key order: [`Graph::push_level0`] lists, and the nodes
+/// above level 0 with their levels.
+pub(super) type Level0Part = (Vec<u32>, Vec<(u32, usize)>);
 
 /// The graph of an index: keys are row ids.
 pub(super) struct Graph {
@@ -30,44 +33,24 @@ pub(super) struct Graph {
 }
 
 impl Graph {
-    /// Copies the graph out of `index` (rows `0..rows` are its keys) with `threads` threads.
-    pub(super) fn export(index: &Index, rows: usize, threads: usize) -> Graph {
-        let cap0 = 2 * index.connectivity().max(1);
-        let stride = cap0 + 1;
-        let mut level0 = vec![0u32; rows * stride];
-        let threads = resolve_threads(threads).min(rows).max(1);
-        let per = rows.div_ceil(threads).max(1);
-        // Nodes above level 0, found while copying level 0: (id, level).
-        let tall: Vec<Vec<(u32, usize)>> = std::thread::scope(|s| {
-            let handles: Vec<_> = level0
-                .chunks_mut(per * stride)
-                .enumerate()
-                .map(|(t, part)| {
-                    s.spawn(move || {
-                        let mut nb = vec![0u64; cap0 + 1];
-                        let mut tall = Vec::new();
-                        for (j, slot) in part.chunks_mut(stride).enumerate() {
-                            let key = (t * per + j) as u64;
-                            let mut it = index.neighbors(key, 0);
-                            if it.total() > nb.len() {
-                                nb.resize(it.total(), 0);
-                            }
-                            let got = it.drain_into(&mut nb).min(cap0);
-                            slot[0] = got as u32;
-                            for (o, &n) in slot[1..=got].iter_mut().zip(&nb[..got]) {
-                                *o = n as u32;
-                            }
-                            let level = index.level_of_key(key);
-                            if level > 0 {
-                                tall.push((key as u32, level));
-                            }
-                        }
-                        tall
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-        });
+    /// Appends one node's level-0 list to a part of [`Graph::level0`]: the count, the ids, padding.
+    pub(super) fn push_level0(part: &mut Vec<u32>, stride: usize, edges: &[u64]) {
+        let got = edges.len().min(stride - 1);
+        part.push(got as u32);
+        part.extend(edges[..got].iter().map(|&n| n as u32));
+        part.resize(part.len() + stride - 1 - got, 0);
+    }
+
+    /// The graph from level 0 read in key order (the parts of [`Graph::push_level0`] calls, and
+    /// the nodes above level 0 with their levels), the upper levels read here from `index`.
+    pub(super) fn new(index: &Index, rows: usize, stride: usize, parts: Vec<Level0Part>) -> Graph {
+        let mut level0 = Vec::with_capacity(rows * stride);
+        let mut tall = Vec::new();
+        for (adj, t) in parts {
+            level0.extend_from_slice(&adj);
+            tall.push(t);
+        }
+        debug_assert_eq!(level0.len(), rows * stride);
         let top = tall.iter().flatten().map(|&(_, l)| l).max().unwrap_or(0);
         let mut upper: Vec<HashMap<u32, Box<[u32]>>> = (0..top).map(|_| HashMap::new()).collect();
         let mut nb = vec![0u64; index.connectivity().max(1) + 1];
