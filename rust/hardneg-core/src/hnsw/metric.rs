@@ -18,7 +18,7 @@ use crate::topk::Isa;
 const LANES: usize = 64;
 
 /// `1 - a·b` for float32 rows of `dim` values (what usearch's `ip` metric returns).
-pub(super) type F32Dot = unsafe fn(*const f32, *const f32, usize) -> f32;
+type F32Dot = unsafe fn(*const f32, *const f32, usize) -> f32;
 /// The same for bfloat16 rows (raw 16-bit patterns).
 type Bf16Dot = unsafe fn(*const u16, *const u16, usize) -> f32;
 
@@ -43,7 +43,7 @@ pub(super) fn install(index: &mut Index, dim: usize) {
     }
 }
 
-pub(super) fn f32_kernel(isa: Isa) -> F32Dot {
+fn f32_kernel(isa: Isa) -> F32Dot {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => dot_f32_avx512,
@@ -180,28 +180,6 @@ mod x86 {
         unsafe { fold512(acc) }
     }
 
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::needless_range_loop)] // r indexes the lanes of four rows' accumulators
-    pub(super) unsafe fn dot4_f32_avx512(q: *const f32, rows: [*const f32; 4], dim: usize) -> [f32; 4] {
-        let mut acc = [[_mm512_setzero_ps(); 4]; 4];
-        let mut t = 0;
-        while t < dim {
-            let rem = dim - t;
-            for r in 0..4 {
-                let m = if rem >= 64 { u16::MAX } else { mask16(rem, 16 * r) };
-                if m != 0 {
-                    let x = unsafe { _mm512_maskz_loadu_ps(m, q.add(t + 16 * r)) };
-                    for (j, row) in rows.iter().enumerate() {
-                        let y = unsafe { _mm512_maskz_loadu_ps(m, row.add(t + 16 * r)) };
-                        acc[j][r] = _mm512_fmadd_ps(x, y, acc[j][r]);
-                    }
-                }
-            }
-            t += 64;
-        }
-        unsafe { [fold512(acc[0]), fold512(acc[1]), fold512(acc[2]), fold512(acc[3])] }
-    }
-
     /// 16 bfloat16 values widened exactly to float32 (masked lanes read as 0).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
@@ -304,25 +282,6 @@ mod x86 {
 #[cfg(target_arch = "x86_64")]
 use x86::{dot_bf16_avx2, dot_bf16_avx512, dot_f32_avx2, dot_f32_avx512};
 
-/// Four rows against one query at once: `out[j] = q·rows[j]`, each bit-identical to
-/// [`f32_kernel`]'s (every row keeps its own lane sums and fold); the four rows' loads overlap.
-pub(super) type F32Dot4 = unsafe fn(*const f32, [*const f32; 4], usize) -> [f32; 4];
-
-pub(super) fn f32_kernel4(isa: Isa) -> F32Dot4 {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86::dot4_f32_avx512,
-        _ => dot4_f32_each,
-    }
-}
-
-/// [`F32Dot4`] as four calls of the single-row kernel of this CPU.
-unsafe fn dot4_f32_each(q: *const f32, rows: [*const f32; 4], dim: usize) -> [f32; 4] {
-    let dot = f32_kernel(Isa::detect());
-    // SAFETY: as the caller's.
-    rows.map(|r| unsafe { dot(q, r, dim) })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,22 +306,6 @@ mod tests {
             for isa in Isa::available() {
                 assert_eq!(dot_f32(isa, &a, &b).to_bits(), want.to_bits(), "f32 dim {dim} {}", isa.name());
                 assert_eq!(dot_bf16(isa, &ha, &hb).to_bits(), want16.to_bits(), "bf16 dim {dim} {}", isa.name());
-            }
-        }
-    }
-
-    #[test]
-    fn four_row_kernels_give_the_same_bits_as_one_row() {
-        for dim in [1, 16, 63, 64, 65, 384, 385, 1000] {
-            let q = values(dim, 3);
-            let rows: Vec<Vec<f32>> = (0..4).map(|j| values(dim, 40 + j)).collect();
-            let ptrs = [rows[0].as_ptr(), rows[1].as_ptr(), rows[2].as_ptr(), rows[3].as_ptr()];
-            for isa in Isa::available() {
-                // SAFETY: every row holds dim values; the CPU runs isa.
-                let got = unsafe { f32_kernel4(isa)(q.as_ptr(), ptrs, dim) };
-                for j in 0..4 {
-                    assert_eq!(got[j].to_bits(), dot_f32(Isa::Scalar, &q, &rows[j]).to_bits(), "dim {dim} row {j} {}", isa.name());
-                }
             }
         }
     }

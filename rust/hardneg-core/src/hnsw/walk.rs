@@ -5,7 +5,9 @@
 //! of the distance kernel. This walk reads the same graph (copied out once: level 0 as a fixed
 //! stride array, the sparse upper levels in maps), marks visited nodes in a per-thread epoch
 //! array, collects a node's unvisited neighbours first and prefetches their rows before scoring
-//! them, so the loads of several rows overlap. The algorithm is HNSW's: greedy descent through
+//! them four at a time, so the loads of several rows overlap. Rows are ranked by their int8
+//! codes ([`super::codes`]): a quarter of float32's bytes per hop. The algorithm is HNSW's:
+//! greedy descent through
 //! the upper levels from the top node, then a best-first beam of width `ef` on level 0, walking
 //! through excluded nodes without letting them take a result slot.
 
@@ -14,8 +16,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use usearch::Index;
 
-use super::metric;
-use crate::matrix::MatrixRef;
+use super::codes::{CodeQuery, Codes};
 
 /// One thread's share of level 0, in key order: [`Graph::push_level0`] lists, and the nodes
 /// above level 0 with their levels.
@@ -136,65 +137,15 @@ impl PartialOrd for Worst {
     }
 }
 
-/// What a walk scores against.
-pub(super) struct Rows<'r> {
-    pub(super) rows: MatrixRef<'r>,
-    /// Inverse row norms (cosine).
-    pub(super) inv_norms: Option<&'r [f32]>,
-}
-
-impl Rows<'_> {
-    #[inline]
-    fn score(&self, dot: metric::F32Dot, q: &[f32], id: u32) -> f32 {
-        let r = self.rows.row(id as usize);
-        // SAFETY: both rows hold dim values; the kernel was chosen for this CPU.
-        let s = unsafe { dot(q.as_ptr(), r.as_ptr(), q.len()) };
-        match self.inv_norms {
-            Some(inv) => s * inv[id as usize],
-            None => s,
-        }
-    }
-
-    #[inline]
-    fn score4(&self, dot4: metric::F32Dot4, q: &[f32], ids: [u32; 4]) -> [f32; 4] {
-        let ptrs = ids.map(|id| self.rows.row(id as usize).as_ptr());
-        // SAFETY: every row holds dim values; the kernel was chosen for this CPU.
-        let mut s = unsafe { dot4(q.as_ptr(), ptrs, q.len()) };
-        if let Some(inv) = self.inv_norms {
-            for (s, &id) in s.iter_mut().zip(&ids) {
-                *s *= inv[id as usize];
-            }
-        }
-        s
-    }
-
-    #[inline]
-    fn prefetch(&self, id: u32, lines: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let r = self.rows.row(id as usize);
-            let n = (r.len() * 4).div_ceil(64).min(lines);
-            for l in 0..n {
-                // SAFETY: prefetching reads nothing; the address lies inside the row.
-                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(r.as_ptr().add(l * 16) as *const i8) };
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (id, lines);
-    }
-}
-
 impl Graph {
     /// The `ef` best non-excluded rows the walk finds for the prepared query `q` into
     /// `scratch.out` (best first, fewer when the walk runs out). `excluded` is sorted.
-    pub(super) fn search(&self, rows: &Rows<'_>, q: &[f32], ef: usize, excluded: &[u64], scratch: &mut WalkScratch) {
+    pub(super) fn search(&self, codes: &Codes, q: &CodeQuery, ef: usize, excluded: &[u64], scratch: &mut WalkScratch) {
         scratch.out.clear();
-        let n = rows.rows.rows();
+        let n = codes.rows();
         if n == 0 || ef == 0 {
             return;
         }
-        let dot = metric::f32_kernel(crate::topk::Isa::detect());
-        let dot4 = metric::f32_kernel4(crate::topk::Isa::detect());
         if scratch.visited.len() != n {
             scratch.visited = vec![0; n];
             scratch.epoch = 0;
@@ -211,7 +162,7 @@ impl Graph {
         // starts from the first node that reached it; the best of them is no worse a start).
         let (mut cur, mut cur_s) = (self.entries[0], f32::NEG_INFINITY);
         for &e in &self.entries {
-            let s = rows.score(dot, q, e);
+            let s = codes.score(q, e);
             if Best(s, e) > Best(cur_s, cur) {
                 (cur, cur_s) = (e, s);
             }
@@ -221,7 +172,7 @@ impl Graph {
                 let mut moved = false;
                 if let Some(nbrs) = map.get(&cur) {
                     for &nb in nbrs.iter() {
-                        let s = rows.score(dot, q, nb);
+                        let s = codes.score(q, nb);
                         if Best(s, nb) > Best(cur_s, cur) {
                             (cur, cur_s, moved) = (nb, s, true);
                         }
@@ -251,7 +202,7 @@ impl Graph {
                 if visited[nb as usize] != epoch {
                     visited[nb as usize] = epoch;
                     batch.push(nb);
-                    rows.prefetch(nb, 2);
+                    codes.prefetch(nb, 2);
                 }
             }
             // Score four rows at a time: their loads overlap (the rest one by one).
@@ -261,9 +212,9 @@ impl Graph {
                 let mut ids = [batch[j]; 4];
                 ids[..take].copy_from_slice(&batch[j..j + take]);
                 for &next in batch.get(j + 4..(j + 8).min(batch.len())).unwrap_or(&[]) {
-                    rows.prefetch(next, usize::MAX);
+                    codes.prefetch(next, usize::MAX);
                 }
-                let scores = rows.score4(dot4, q, ids);
+                let scores = codes.score4(q, ids);
                 for (&nb, &s) in ids[..take].iter().zip(&scores) {
                     let b = Best(s, nb);
                     if results.len() < ef || b > results.peek().expect("ef results").0 {
