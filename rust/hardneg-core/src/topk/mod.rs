@@ -233,9 +233,18 @@ pub fn pair_score(q: &[f32], c: &[f32], scale: Option<f32>) -> f32 {
     }
 }
 
-/// [`pair_score`] of one query against several rows, bit-identical to it: four chains run side
-/// by side (with hardware FMA when the CPU has it, instead of one `fmaf` call per element).
+/// [`pair_score`] of one query against several rows, bit-identical to it: with AVX-512, sixteen
+/// rows at once, one per lane (blocks of 16 dimensions transposed in registers, so each lane
+/// still runs its row's chain in order); with FMA, four chains side by side; else one `fmaf`
+/// call per element.
 pub fn pair_scores(q: &[f32], rows: &[&[f32]], scales: Option<&[f32]>, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() == Isa::Avx512 {
+        // SAFETY: the CPU runs AVX-512F (detected).
+        unsafe { pair_scores_avx512(q, rows, out) };
+        apply_scales(scales, out);
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports FMA (checked just above).
@@ -252,6 +261,64 @@ pub fn pair_scores(q: &[f32], rows: &[&[f32]], scales: Option<&[f32]>, out: &mut
 fn apply_scales(scales: Option<&[f32]>, out: &mut [f32]) {
     if let Some(sc) = scales {
         out.iter_mut().zip(sc).for_each(|(o, &s)| *o *= s);
+    }
+}
+
+/// Transposes 16 rows of 16 floats in place: afterwards `r[j]` holds element `j` of every row.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: &mut [std::arch::x86_64::__m512; 16]) {
+    use std::arch::x86_64::*;
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for i in 0..4 {
+        let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(c)));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(c)));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(b), _mm512_castps_pd(d)));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(b), _mm512_castps_pd(d)));
+    }
+    for h in 0..2 {
+        for i in 0..4 {
+            t[8 * h + i] = _mm512_shuffle_f32x4::<0x88>(r[8 * h + i], r[8 * h + 4 + i]);
+            t[8 * h + 4 + i] = _mm512_shuffle_f32x4::<0xdd>(r[8 * h + i], r[8 * h + 4 + i]);
+        }
+    }
+    for i in 0..8 {
+        r[i] = _mm512_shuffle_f32x4::<0x88>(t[i], t[8 + i]);
+        r[8 + i] = _mm512_shuffle_f32x4::<0xdd>(t[i], t[8 + i]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pair_scores_avx512(q: &[f32], rows: &[&[f32]], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let d = q.len();
+    for (group, out) in rows.chunks(16).zip(out.chunks_mut(16)) {
+        // short groups repeat their first row in the unused lanes
+        let ptrs: [*const f32; 16] = std::array::from_fn(|i| group.get(i).unwrap_or(&group[0])[..d].as_ptr());
+        let mut acc = _mm512_setzero_ps();
+        let mut t = 0;
+        while t < d {
+            let m = (d - t).min(16);
+            let mask = ((1u32 << m) - 1) as u16;
+            // SAFETY: every row holds d values; the mask covers dimensions t..t + m only.
+            let mut r: [__m512; 16] = std::array::from_fn(|i| unsafe { _mm512_maskz_loadu_ps(mask, ptrs[i].add(t)) });
+            transpose16(&mut r);
+            for (j, col) in r.iter().enumerate().take(m) {
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(q[t + j]), *col, acc);
+            }
+            t += 16;
+        }
+        let mut lanes = [0.0f32; 16];
+        // SAFETY: 16 floats to a 16-float array.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc) };
+        out.copy_from_slice(&lanes[..out.len()]);
     }
 }
 
@@ -553,7 +620,7 @@ mod tests {
 
     #[test]
     fn pair_scores_are_bit_identical_to_pair_score() {
-        for (d, m) in [(1, 0), (3, 1), (17, 4), (384, 9), (5, 7)] {
+        for (d, m) in [(1, 0), (3, 1), (17, 4), (384, 9), (5, 7), (16, 16), (33, 17), (384, 40), (1000, 3)] {
             let q = data(d, 11, false);
             let c = data(m * d, 12, false);
             let rows: Vec<&[f32]> = c.chunks_exact(d).collect();
@@ -562,6 +629,14 @@ mod tests {
             pair_scores(&q, &rows, Some(&scales), &mut out);
             let want: Vec<u32> = rows.iter().zip(&scales).map(|(r, &s)| pair_score(&q, r, Some(s)).to_bits()).collect();
             assert_eq!(out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want, "d={d} m={m}");
+            // the four-chain FMA kernel too (pair_scores takes AVX-512 where the CPU has it)
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU supports FMA (checked just above).
+                unsafe { pair_scores_fma(&q, &rows, &mut out) };
+                apply_scales(Some(&scales), &mut out);
+                assert_eq!(out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want, "fma d={d} m={m}");
+            }
         }
     }
 
