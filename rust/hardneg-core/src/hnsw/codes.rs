@@ -7,7 +7,7 @@
 //! returned, so scores and margins stay [`crate::FlatIndex`]'s.
 //!
 //! Quantisation, per dimension: `c_d = max_i |x_id|` over the (cosine: normalised) corpus, row
-//! codes `round(127 x_id / c_d) + 128` as unsigned bytes. A query absorbs the scales: `q'_d = q_d
+//! codes `round(127 x_id / c_d) + 128` as unsigned bytes (rounding ties to even). A query absorbs the scales: `q'_d = q_d
 //! c_d`, quantised symmetrically to `round(127 q'_d / max|q'|)` as signed bytes, so `x·q` is a
 //! positive multiple of `Σ_d code_d q_d - 128 Σ_d q_d` for every row: the walk ranks by that
 //! integer. Integer sums are exact, so every instruction set gives the same walk.
@@ -100,7 +100,7 @@ impl Codes {
                         let i = c * per + j;
                         let sc = scale(i);
                         for (t, (&x, &ic)) in rows.row(i).iter().zip(inv_col).enumerate() {
-                            let v = (x * sc * ic).round().clamp(-127.0, 127.0) as i32;
+                            let v = round_even((x * sc * ic).clamp(-127.0, 127.0)) as i32;
                             row[t / LINE].0[t % LINE] = (v + 128) as u8;
                         }
                     }
@@ -139,7 +139,7 @@ impl Codes {
         if max > 0.0 {
             let inv = 127.0 / max;
             for (t, (&x, &c)) in q.iter().zip(&self.col_max).enumerate() {
-                let v = (x * c * inv).round().clamp(-127.0, 127.0) as i8;
+                let v = round_even((x * c * inv).clamp(-127.0, 127.0)) as i8;
                 out.lines[t / LINE].0[t % LINE] = v as u8;
                 sum += v as i32;
             }
@@ -189,6 +189,14 @@ impl Codes {
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (id, lines);
     }
+}
+
+/// `x` rounded to the nearest integer, ties to even, for |x| <= 2^22: adding and removing
+/// 1.5 * 2^23 leaves no fraction bits (`f32::round` is a library call per value without SSE4.1).
+#[inline]
+fn round_even(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0;
+    (x + SHIFT) - SHIFT
 }
 
 fn kernels(isa: Isa) -> (Dot, Dot4) {
@@ -329,7 +337,7 @@ mod tests {
         let code = |t: usize| {
             if col[t] > 0.0 {
                 (c[id * d + t] * (127.0 / col[t]))
-                    .round()
+                    .round_ties_even()
                     .clamp(-127.0, 127.0) as i64
             } else {
                 0
@@ -339,7 +347,7 @@ mod tests {
         let qc = |t: usize| {
             if qmax > 0.0 {
                 (q[t] * col[t] * (127.0 / qmax))
-                    .round()
+                    .round_ties_even()
                     .clamp(-127.0, 127.0) as i64
             } else {
                 0
@@ -367,6 +375,13 @@ mod tests {
                     assert_eq!(codes.score4(&cq, ids), ids.map(|id| codes.score(&cq, id)));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn rounding_ties_go_to_even() {
+        for x in [-127.0f32, -2.5, -1.5, -0.5, -0.49999997, 0.0, 0.5, 0.50000006, 1.5, 2.5, 3.7, 126.5, 127.0] {
+            assert_eq!(round_even(x) as i32, x.round_ties_even() as i32, "{x}");
         }
     }
 
