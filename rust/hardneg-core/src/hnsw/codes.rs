@@ -7,10 +7,11 @@
 //! returned, so scores and margins stay [`crate::FlatIndex`]'s.
 //!
 //! Quantisation, per dimension: `c_d = max_i |x_id|` over the (cosine: normalised) corpus, row
-//! codes `round(127 x_id / c_d) + 128` as unsigned bytes (rounding ties to even). A query absorbs the scales: `q'_d = q_d
-//! c_d`, quantised symmetrically to `round(127 q'_d / max|q'|)` as signed bytes, so `x·q` is a
-//! positive multiple of `Σ_d code_d q_d - 128 Σ_d q_d` for every row: the walk ranks by that
-//! integer. Integer sums are exact, so every instruction set gives the same walk.
+//! codes `round(127 x_id / c_d) + 128` as unsigned bytes (ties to even). A query absorbs the
+//! scales: `q'_d = q_d c_d`, quantised symmetrically to `round(127 q'_d / max|q'|)` as signed
+//! bytes, so up to rounding `x·q` is one positive factor (the same for every row) times
+//! `Σ_d code_d q_d - 128 Σ_d q_d`: the walk ranks by that integer. Integer sums are exact, so
+//! every instruction set gives the same walk.
 
 use crate::matrix::MatrixRef;
 use crate::topk::Isa;

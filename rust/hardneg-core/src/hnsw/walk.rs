@@ -7,9 +7,8 @@
 //! array, collects a node's unvisited neighbours first and prefetches their rows before scoring
 //! them four at a time, so the loads of several rows overlap. Rows are ranked by their int8
 //! codes ([`super::codes`]): a quarter of float32's bytes per hop. The algorithm is HNSW's:
-//! greedy descent through
-//! the upper levels from the top node, then a best-first beam of width `ef` on level 0, walking
-//! through excluded nodes without letting them take a result slot.
+//! greedy descent through the upper levels from the top node, then a best-first beam of width
+//! `ef` on level 0, walking through excluded nodes without letting them take a result slot.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
