@@ -318,15 +318,8 @@ mod tests {
     use super::*;
 
     fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n * d)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
+        let mut rng = crate::cluster::rng::Rng::new(seed);
+        (0..n * d).map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5).collect()
     }
 
     /// The integer sum recomputed from the definitions with plain loops.
