@@ -58,7 +58,8 @@ impl Codes {
     ) -> Codes {
         let (n, dim) = (rows.rows(), rows.dim());
         let per_row = dim.div_ceil(LINE).max(1);
-        let threads = threads.clamp(1, n.max(1));
+        // 0 means every core, as everywhere in the crate (a clamp alone would make it one thread)
+        let threads = crate::topk::resolve_threads(threads).clamp(1, n.max(1));
         let per = n.div_ceil(threads).max(1);
         let scale = |i: usize| inv_norms.map_or(1.0, |inv| inv[i]);
         // column maxima: per-thread, then combined (max is order-free)
